@@ -1,0 +1,96 @@
+"""Input validation shared by every estimator.
+
+Each check raises :class:`ValueError` with a message that names the argument and the problem,
+before any estimator does work, so a bad array never turns into a silent wrong number.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["as_samples", "as_labels", "check_inputs", "check_pair"]
+
+
+def as_samples(a, name: str) -> np.ndarray:
+    """Return ``a`` as a finite 2-D float or integer array of shape (N, d).
+
+    A 1-D array is read as N samples of one feature.  Boolean arrays become ``uint8``.
+    """
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be real-valued, got dtype {arr.dtype}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples x features), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has no samples (shape {arr.shape})")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has no features (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def as_labels(y, n: int | None = None, name: str = "y") -> np.ndarray:
+    """Return ``y`` as a 1-D ``int64`` array of class indices.
+
+    Floats are accepted only when every value is a whole number (Keras often hands labels over
+    as float32); one-hot matrices are refused with a hint, since silently taking ``argmax`` could
+    hide a mistake.
+    """
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        hint = " (one-hot labels? pass y.argmax(axis=1))" if arr.ndim == 2 else ""
+        raise ValueError(f"{name} must be a 1-D array of integer class labels, got shape {arr.shape}{hint}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: it has no samples")
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.integer):
+        out = arr.astype(np.int64, copy=False)
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite labels")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must hold integer class labels, got non-integer values such as "
+                             f"{arr[arr != np.round(arr)][0]!r}")
+        out = arr.astype(np.int64)
+    else:
+        raise ValueError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    if out.min() < 0:
+        raise ValueError(f"{name} must hold non-negative class labels, got {int(out.min())}")
+    if n is not None and out.shape[0] != n:
+        raise ValueError(f"{name} has {out.shape[0]} labels but there are {n} samples")
+    return out
+
+
+def check_inputs(x, t, y):
+    """Validate the (x, t, y) triple of :meth:`Estimator.estimate` and return clean arrays."""
+    x = as_samples(x, "x")
+    t = as_samples(t, "t")
+    if t.shape[0] != x.shape[0]:
+        raise ValueError(f"x and t must have the same number of samples, got {x.shape[0]} and {t.shape[0]}")
+    y = as_labels(y, n=x.shape[0])
+    return x, t, y
+
+
+def check_pair(a, b):
+    """Validate the (a, b) pair of :meth:`Estimator.mutual_information`."""
+    a = as_samples(a, "a")
+    b = as_samples(b, "b")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"a and b must have the same number of samples, got {a.shape[0]} and {b.shape[0]}")
+    return a, b

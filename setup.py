@@ -1,0 +1,49 @@
+"""Packaging for ibtoolkit.
+
+The built-in estimators are declared in the ``ibtoolkit.estimators`` entry-point group, exactly as a
+third-party plugin declares its own (see README, "Writing an estimator plugin").
+"""
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    # The stack known to install and run together on Python 3.11 (larq needs Keras 2 and numpy < 2).
+    "tensorflow>=2.21,<2.22",
+    "tf-keras>=2.21,<2.22",
+    "larq>=0.14,<0.15",
+    "tensorflow-probability>=0.25,<0.26",
+    "numpy>=1.26,<2",
+    "scipy>=1.11",
+    "scikit-learn>=1.3",
+    "matplotlib>=3.8",
+    "pandas>=2.0",
+    "joblib>=1.3",
+    "tqdm>=4.66",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest>=8", "hypothesis>=6.100"],
+    "distributed": ["dask[distributed]>=2024.1"],
+}
+
+setup(
+    name="ibtoolkit",
+    version="0.1.0",
+    description="Information-plane analysis of binary (Larq) and full-precision neural networks",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ibtoolkit", "ibtoolkit.*", "estimators", "estimators.*",
+                                    "experiments", "experiments.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "ibtoolkit.estimators": [
+            "exact = estimators.exact:ExactEstimator",
+            "binning = estimators.binning:BinningEstimator",
+            "kde = estimators.kde:KDEEstimator",
+            "ksg = estimators.knn:KSGEstimator",
+        ],
+    },
+    license="Apache-2.0",
+    classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
+)
