@@ -1,0 +1,499 @@
+"""The information-plane table: every estimator on every recorded layer × epoch of one store.
+
+For each recorded layer ``T_l`` and epoch ``e`` the plane holds the two coordinates of
+Shwartz-Ziv & Tishby (2017), "Opening the black box of deep neural networks via information",
+
+.. math::
+
+    I(X;T_l^{(e)}) \\quad\\text{and}\\quad I(T_l^{(e)};Y) \\quad\\text{in bits},
+
+beside the ceilings of both axes: ``ixt_ceiling`` :math:`= \\log_2 |\\{x_i\\}|` (the number of
+distinct analysis inputs; a deterministic network has :math:`I(X;T) = H(T) \\le \\log_2 N`) and
+``h_y`` :math:`= H(Y) = -\\sum_c p_c \\log_2 p_c` (since :math:`I(T;Y) \\le H(Y)`).
+
+Estimation reads the :class:`~ibtoolkit.store.ActivationStore`, never the model, so every
+estimator sees the same activations.  The work is cut into (layer, chunk of epochs) tasks; a task
+reads only its chunk, so memory stays at one chunk of one layer per worker (never all layers ×
+epochs).  With ``n_jobs > 1`` the tasks run on joblib (loky processes by default, or whatever
+backend the caller activated with ``joblib.parallel_config``, e.g. Dask); each task carries only
+the store directory, the layer, its epochs and plain estimator specs, and every worker opens the
+store itself, builds one estimator instance per estimator (reused for all its tasks of that call,
+so per-instance caches of the inputs pay off) and limits TensorFlow and BLAS to one thread.
+The serial path runs the very same per-epoch code, so serial and parallel tables are identical.
+
+One tidy row per (estimator, layer, epoch); the columns are listed in :data:`BASE_COLUMNS` (then
+the estimators' extras, then the Keras metrics of the epoch, then ``status`` and ``error``).
+A failing estimate never stops the table: it becomes a row with ``status="failed"`` and the
+exception in ``error``; an epoch marked diverged in the store (or whose activations are not
+finite) becomes ``status="invalid"``.  ``ixt``/``ity`` are NaN unless ``status == "ok"``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .estimator import Estimator
+from .registry import _REGISTRY, get_estimator
+
+__all__ = ["information_plane", "write_plane", "read_plane", "BASE_COLUMNS", "SATURATION_TOL"]
+
+#: Columns every table starts with, in this order.
+BASE_COLUMNS = ["run", "dataset", "model", "precision", "variant", "seed",
+                "estimator", "estimator_params", "estimator_label",
+                "layer", "layer_index", "width", "binary", "epoch",
+                "ixt", "ity", "ixt_ceiling", "h_y", "saturated",
+                "subsample", "random_state", "n_samples"]
+#: Columns every table ends with.
+END_COLUMNS = ["status", "error"]
+_RESERVED = set(BASE_COLUMNS) | set(END_COLUMNS)
+_RUN_KEYS = ("dataset", "model", "precision", "variant", "seed")
+
+#: ``saturated`` is ``ixt >= ixt_ceiling - SATURATION_TOL`` (bits) unless the estimator reports it.
+SATURATION_TOL = 1e-6
+
+_STRING_COLUMNS = ["run", "dataset", "model", "precision", "variant", "estimator", "estimator_params",
+                   "estimator_label", "layer", "status", "error"]
+
+
+# ------------------------------------------------------------------------------------------------
+# public API
+# ------------------------------------------------------------------------------------------------
+def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, progress=True,
+                      subsample=None, random_state=0, *, chunk=16) -> pd.DataFrame:
+    """Estimate I(X;T) and I(T;Y) for every (estimator, layer, epoch) of a store.
+
+    Parameters
+    ----------
+    store : ActivationStore, str or path-like
+        An open store, or its directory (opened read-only with :func:`ibtoolkit.open_store`).
+    estimators : str, dict, Estimator, or a list of these
+        Registry names (``"exact"``), dict specs (``{"name": "kde", "noise_variance": 1e-3}``) or
+        instances.  Instances must be of a registered class when ``n_jobs != 1`` (workers rebuild
+        them from ``name`` and ``params()``).
+    layers : list of str, optional
+        Layers to analyse (default: all, in depth order).
+    epochs : iterable of int, optional
+        Recorded epochs to analyse (default: all committed epochs).
+    n_jobs : int
+        Parallel workers over (layer, epoch-chunk) tasks; 1 runs in this process, -1 uses all cores.
+    progress : bool
+        Show a tqdm progress bar (one tick per estimate).
+    subsample : int, optional
+        Use a seeded random subset of this many analysis samples (without replacement, the same
+        subset for every layer and epoch); stated in the ``subsample``/``random_state`` columns.
+    random_state : int
+        Seed of that subset (``numpy.random.default_rng(random_state)``).
+    chunk : int
+        Epochs per task (and per read): the memory of one task is ``chunk × N × width`` floats.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (estimator, layer, epoch), sorted in that order (see the module docstring).
+    """
+    if not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    store = _as_store(store)
+    instances, specs = _resolve_estimators(estimators, parallel=n_jobs != 1)
+    layer_list = _select_layers(store, layers)
+    epoch_list = _select_epochs(store, epochs)
+
+    x_all = np.asarray(store.inputs)
+    y_all = np.asarray(store.labels)
+    sample_idx = _subsample_indices(x_all.shape[0], subsample, random_state)
+    x = x_all if sample_idx is None else x_all[sample_idx]
+    y = y_all if sample_idx is None else y_all[sample_idx]
+    ceiling, h_y = _ceilings(x, y)
+    invalid = _invalid_epochs(store)
+
+    total = len(instances) * len(layer_list) * len(epoch_list)
+    from tqdm.auto import tqdm
+
+    results: list[tuple] = []
+    with tqdm(total=total, desc=f"information plane {Path(store.directory).name}", unit="est",
+              disable=not progress) as bar:
+        if n_jobs == 1:
+            ctx = _Context(store, x, y, instances, invalid, sample_idx)
+            for layer in layer_list:
+                if not len(epoch_list):
+                    break
+                for chunk_epochs, acts in store.iter_chunks(layer, chunk=chunk):
+                    keep = np.isin(np.asarray(chunk_epochs), epoch_list)
+                    if not keep.any():
+                        continue
+                    out = ctx.estimate_block(layer, np.asarray(chunk_epochs)[keep], acts[keep])
+                    results.extend(out)
+                    bar.update(len(out))
+        else:
+            from joblib import Parallel, delayed
+
+            tasks = [(layer, epoch_list[i:i + chunk]) for layer in layer_list
+                     for i in range(0, len(epoch_list), chunk)]
+            token = uuid.uuid4().hex
+            directory = str(store.directory)
+            parallel = Parallel(n_jobs=int(n_jobs), return_as="generator")
+            for out in parallel(delayed(_worker_task)(directory, token, layer, ep, specs, sample_idx, invalid)
+                                for layer, ep in tasks):
+                results.extend(out)
+                bar.update(len(out))
+
+    return _assemble(store, results, instances, layer_list, ceiling, h_y, subsample, random_state,
+                     x.shape[0])
+
+
+def write_plane(df: pd.DataFrame, path) -> Path:
+    """Write a plane table to CSV (``estimator_params`` stays a JSON string); returns the path."""
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"write_plane needs a pandas DataFrame, got {type(df).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_plane(path) -> pd.DataFrame:
+    """Read a CSV written by :func:`write_plane`, restoring column types.
+
+    String columns stay strings (``error`` is ``""`` when empty), ``binary`` is bool,
+    ``saturated`` a nullable boolean, ``subsample`` and (numeric) ``seed`` nullable integers, and
+    floats round-trip exactly.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no information-plane CSV at {path}")
+    header = pd.read_csv(path, nrows=0).columns
+    dtypes = {c: str for c in _STRING_COLUMNS if c in header}
+    df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values={c: [""] for c in header
+                     if c not in dtypes}, float_precision="round_trip")
+    for col in _STRING_COLUMNS:
+        if col in df and col != "error":
+            df[col] = df[col].mask(df[col] == "")
+    for col in ("layer_index", "width", "epoch", "n_samples", "random_state"):
+        if col in df and df[col].notna().all():
+            df[col] = df[col].astype(np.int64)
+    if "binary" in df:
+        df["binary"] = df["binary"].map(_to_bool).astype(bool)
+    if "saturated" in df:
+        df["saturated"] = df["saturated"].map(_to_bool).astype("boolean")
+    for col in ("subsample", "seed"):
+        if col in df and pd.api.types.is_numeric_dtype(df[col]):
+            df[col] = df[col].astype("Int64")
+    return df
+
+
+# ------------------------------------------------------------------------------------------------
+# per-epoch work, shared by the serial path and the workers
+# ------------------------------------------------------------------------------------------------
+class _Context:
+    """What one process needs to estimate: the store, the (sub)sampled x and y, the instances."""
+
+    def __init__(self, store, x, y, instances, invalid, sample_idx=None):
+        self.store = store
+        self.x = x
+        self.y = y
+        self.instances = instances
+        self.invalid = invalid
+        self.sample_idx = sample_idx
+
+    def estimate_block(self, layer: str, epochs: np.ndarray, acts: np.ndarray) -> list[tuple]:
+        """Estimate every instance on every epoch of one chunk of one layer.
+
+        Returns tuples ``(estimator index, layer, epoch, ixt, ity, extras, status, error)``.
+        """
+        out = []
+        for i, epoch in enumerate(np.asarray(epochs, dtype=np.int64)):
+            t = acts[i]
+            if self.sample_idx is not None:
+                t = t[self.sample_idx]
+            epoch = int(epoch)
+            reason = None
+            if epoch in self.invalid:
+                reason = self.invalid[epoch]
+            elif np.issubdtype(t.dtype, np.floating) and not np.isfinite(t).all():
+                reason = f"activations of layer {layer!r} at epoch {epoch} are not finite"
+            for k, est in enumerate(self.instances):
+                if reason is not None:
+                    out.append((k, layer, epoch, math.nan, math.nan, {}, "invalid", reason))
+                    continue
+                try:
+                    res = est.estimate(self.x, t, self.y)
+                except Exception as exc:  # noqa: BLE001 - recorded in the row, never dropped
+                    out.append((k, layer, epoch, math.nan, math.nan, {}, "failed",
+                                f"{type(exc).__name__}: {exc}"))
+                    continue
+                out.append((k, layer, epoch, res.ixt, res.ity, dict(res.extras), "ok", ""))
+        return out
+
+
+# Per-process state of a worker: one context per information_plane call (keyed by a token).
+_WORKER: dict[str, Any] = {"token": None, "ctx": None, "threads_limited": False}
+
+
+def _worker_task(directory, token, layer, epochs, specs, sample_idx, invalid):
+    """One (layer, epoch chunk) task in a worker process: everything it gets is plain data."""
+    if not _WORKER["threads_limited"]:
+        _limit_threads()
+        _WORKER["threads_limited"] = True
+    if _WORKER["token"] != token:  # a new call: open the store and build the instances once
+        from .store import open_store
+
+        store = open_store(directory)
+        instances = [_instantiate(spec) for spec in specs]
+        x = np.asarray(store.inputs)
+        y = np.asarray(store.labels)
+        if sample_idx is not None:
+            x, y = x[sample_idx], y[sample_idx]
+        _WORKER["ctx"] = _Context(store, x, y, instances, invalid, sample_idx)
+        _WORKER["token"] = token
+    ctx = _WORKER["ctx"]
+    acts = ctx.store.read(layer, epochs=np.asarray(epochs, dtype=np.int64))
+    return ctx.estimate_block(layer, np.asarray(epochs, dtype=np.int64), acts)
+
+
+def _limit_threads() -> None:
+    """One TensorFlow and one BLAS thread per worker process (the workers already fill the cores)."""
+    os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError as exc:  # TF already initialised in this worker: say so, keep going
+            import warnings
+
+            warnings.warn(f"could not limit TensorFlow to one thread in a plane worker: {exc}",
+                          RuntimeWarning, stacklevel=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def _as_store(store):
+    if isinstance(store, (str, os.PathLike)):
+        from .store import open_store
+
+        return open_store(store)
+    for attr in ("directory", "layers", "epochs", "inputs", "labels", "read", "iter_chunks"):
+        if not hasattr(store, attr):
+            raise ValueError(f"store must be an ActivationStore or a store directory; "
+                             f"{type(store).__name__} has no {attr!r}")
+    return store
+
+
+def _resolve_estimators(estimators, *, parallel: bool):
+    """Instances plus the plain specs ``{"name", "params", "module"}`` workers rebuild them from."""
+    if isinstance(estimators, (str, Mapping, Estimator)):
+        estimators = [estimators]
+    try:
+        items = list(estimators)
+    except TypeError:
+        raise ValueError(f"estimators must be a name, dict, Estimator or a list of these, "
+                         f"got {type(estimators).__name__}") from None
+    if not items:
+        raise ValueError("estimators is empty: give at least one estimator name")
+    instances, specs = [], []
+    for item in items:
+        est = get_estimator(item)
+        name = est.name or type(est).__name__
+        origin = getattr(type(est), "_registry_origin", type(est))
+        spec = {"name": name, "params": est.params(), "module": getattr(origin, "__module__", None)}
+        if parallel:
+            if _REGISTRY.get(name) is not type(est):
+                raise ValueError(f"estimator {est!r} is not a registered class, so parallel workers "
+                                 f"cannot rebuild it; register it with @register_estimator or use n_jobs=1")
+            try:
+                json.dumps(spec["params"])
+            except TypeError as exc:
+                raise ValueError(f"estimator {name!r} has parameters that are not JSON-friendly "
+                                 f"({exc}); workers cannot rebuild it") from exc
+        instances.append(est)
+        specs.append(spec)
+    return instances, specs
+
+
+def _instantiate(spec):
+    """Rebuild an estimator in a worker; import its defining module first if it is unknown there."""
+    if spec["name"] not in _REGISTRY and spec.get("module"):
+        import_module(spec["module"])
+    return get_estimator(spec["name"], **spec["params"])
+
+
+def _select_layers(store, layers):
+    known = list(store.layers)
+    if layers is None:
+        return known
+    if isinstance(layers, str):
+        layers = [layers]
+    layers = list(layers)
+    unknown = [name for name in layers if name not in known]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {unknown}; the store has {known}")
+    return [name for name in known if name in set(layers)]
+
+
+def _select_epochs(store, epochs) -> np.ndarray:
+    recorded = np.asarray(store.epochs, dtype=np.int64)
+    if epochs is None:
+        return recorded
+    if isinstance(epochs, (int, np.integer)):
+        epochs = [epochs]
+    wanted = np.asarray(list(epochs))
+    if wanted.size and not np.issubdtype(wanted.dtype, np.integer):
+        raise ValueError(f"epochs must be integers, got dtype {wanted.dtype}")
+    wanted = np.unique(wanted.astype(np.int64))
+    missing = np.setdiff1d(wanted, recorded)
+    if missing.size:
+        raise ValueError(f"epoch(s) {missing.tolist()} are not recorded in the store "
+                         f"(recorded: {len(recorded)} epochs from {recorded[:1].tolist()} to {recorded[-1:].tolist()})")
+    return wanted
+
+
+def _subsample_indices(n: int, subsample, random_state):
+    if subsample is None:
+        return None
+    if isinstance(subsample, bool) or not isinstance(subsample, (int, np.integer)):
+        raise ValueError(f"subsample must be a positive integer number of samples, got {subsample!r}")
+    if not 1 <= subsample <= n:
+        raise ValueError(f"subsample must be between 1 and the {n} analysis samples, got {subsample}")
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise ValueError(f"random_state must be an integer seed, got {random_state!r}")
+    rng = np.random.default_rng(int(random_state))
+    return np.sort(rng.choice(n, size=int(subsample), replace=False))
+
+
+def _ceilings(x, y) -> tuple[float, float]:
+    """log2 of the number of distinct input rows, and H(Y) in bits."""
+    x2 = x.reshape(x.shape[0], -1)
+    n_distinct = np.unique(np.ascontiguousarray(x2), axis=0).shape[0]
+    _, counts = np.unique(y, return_counts=True)
+    p = counts / counts.sum()
+    return math.log2(n_distinct), float(-(p * np.log2(p)).sum()) + 0.0
+
+
+def _invalid_epochs(store) -> dict[int, str]:
+    """Recorded epochs at or after a ``diverged`` event, mapped to the event's message."""
+    out: dict[int, str] = {}
+    events = getattr(store, "events", None) or []
+    recorded = np.asarray(store.epochs, dtype=np.int64)
+    for event in events:
+        if event.get("kind") != "diverged" or event.get("epoch") is None:
+            continue
+        start = int(event["epoch"])
+        message = f"diverged at epoch {start}: {event.get('message', '')}".rstrip(": ")
+        for e in recorded[recorded >= start]:
+            out.setdefault(int(e), message)
+    return out
+
+
+def _run_metadata(store) -> dict[str, Any]:
+    manifest = getattr(store, "manifest", None) or {}
+    run = manifest.get("run") if isinstance(manifest.get("run"), Mapping) else {}
+    model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
+    dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), Mapping) else {}
+    meta = {}
+    for key in _RUN_KEYS:
+        value = run.get(key)
+        if value is None and key == "dataset":
+            value = dataset.get("name")
+        elif value is None and key == "model":
+            value = model.get("name")
+        elif value is None:
+            value = model.get(key, dataset.get(key) if key == "seed" else None)
+        if isinstance(value, Mapping):
+            value = value.get("name")
+        meta[key] = value
+    return meta
+
+
+def _scalar(value):
+    """Extras values as table cells: numbers and strings as they are, anything else as JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value.tolist() if isinstance(value, np.ndarray) else value, default=str)
+
+
+def _assemble(store, results, instances, layer_list, ceiling, h_y, subsample, random_state, n_used):
+    meta = _run_metadata(store)
+    run_id = Path(store.directory).name
+    all_layers = list(store.layers)
+    metrics = {int(k): dict(v) for k, v in (getattr(store, "metrics", None) or {}).items()}
+    metric_keys = sorted({key for m in metrics.values() for key in m})
+    metric_cols = {key: (f"metric_{key}" if key in _RESERVED else key) for key in metric_keys}
+    est_info = [(est.name or type(est).__name__, json.dumps(est.params(), sort_keys=True), est.describe())
+                for est in instances]
+    rows, extra_cols = [], []
+    for k, layer, epoch, ixt, ity, extras, status, error in results:
+        name, params, label = est_info[k]
+        row = {"run": run_id, **meta, "estimator": name, "estimator_params": params, "estimator_label": label,
+               "layer": layer, "layer_index": all_layers.index(layer), "width": int(store.widths[layer]),
+               "binary": bool(store.binary[layer]), "epoch": int(epoch), "ixt": ixt, "ity": ity,
+               "ixt_ceiling": ceiling, "h_y": h_y, "saturated": pd.NA,
+               "subsample": int(subsample) if subsample is not None else pd.NA,
+               "random_state": int(random_state), "n_samples": int(n_used)}
+        if status == "ok":
+            sat = extras.get("saturated")
+            row["saturated"] = bool(sat) if sat is not None else bool(ixt >= ceiling - SATURATION_TOL)
+        for key, value in extras.items():
+            if key in ("saturated", "ixt_ceiling"):
+                continue  # the table's own ceiling is computed once on the same x
+            col = f"extra_{key}" if key in _RESERVED or key in metric_cols.values() else key
+            if col not in row:
+                extra_cols.append(col)
+            row[col] = _scalar(value)
+        for key, col in metric_cols.items():
+            row[col] = metrics.get(int(epoch), {}).get(key, math.nan)
+        row["status"] = status
+        row["error"] = error
+        rows.append(row)
+    extra_order = list(dict.fromkeys(extra_cols))
+    columns = BASE_COLUMNS + extra_order + list(metric_cols.values()) + END_COLUMNS
+    df = pd.DataFrame(rows, columns=columns)
+    if not rows:
+        return df
+    df["saturated"] = df["saturated"].astype("boolean")
+    df["subsample"] = df["subsample"].astype("Int64")
+    if meta["seed"] is None or isinstance(meta["seed"], (int, np.integer)) and not isinstance(meta["seed"], bool):
+        df["seed"] = df["seed"].astype("Int64")
+    for col in ("ixt", "ity", "ixt_ceiling", "h_y"):
+        df[col] = df[col].astype(float)
+    order = {layer: i for i, layer in enumerate(layer_list)}
+    est_idx = [r[0] for r in results]
+    df["_k"] = est_idx
+    df["_l"] = df["layer"].map(order)
+    df = df.sort_values(["_k", "_l", "epoch"], kind="stable").drop(columns=["_k", "_l"])
+    return df.reset_index(drop=True)
+
+
+def _to_bool(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return pd.NA
+    text = str(value).strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise ValueError(f"not a boolean cell in a plane CSV: {value!r}")

@@ -1,0 +1,314 @@
+"""Tests of ibtoolkit.plane: the information-plane table against brute-force ground truth.
+
+The store holds deterministic codes of every 6-bit input (plus 16 repeated rows): for a
+deterministic T and X uniform over the analysis rows, I(X;T) = H(T) and I(T;Y) = H(T) + H(Y) -
+H(T, Y).  The reference computes those entropies by counting tuples in pure Python (no numpy), an
+independent route from the estimators' array code.
+"""
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ibtoolkit
+from ibtoolkit import Estimator, EstimateResult, register_estimator
+from ibtoolkit.plane import BASE_COLUMNS, information_plane, read_plane, write_plane
+
+EPOCHS = [0, 1, 2, 3, 5, 8, 13]
+LAYERS = [("dense", 5), ("dense_1", 3), ("dense_2", 2)]
+BINARY = [True, True, False]
+
+
+# -- test estimators (module level, so loky workers can import them by module) ------------------
+@register_estimator("plane_test_plugin")
+class PluginEstimator(Estimator):
+    """Plug-in I(X;T) = H(T) - H(T|X) and I(T;Y) = H(T) - H(T|Y) via np.unique row keys."""
+
+    def __init__(self, tag=0):
+        self.tag = tag
+        self.calls = 0
+
+    @staticmethod
+    def _keys(a):
+        return np.unique(a, axis=0, return_inverse=True)[1].ravel()
+
+    @staticmethod
+    def _h(*keys):
+        joint = np.unique(np.stack(keys, axis=1), axis=0, return_counts=True)[1]
+        p = joint / joint.sum()
+        return float(-(p * np.log2(p)).sum())
+
+    def _estimate(self, x, t, y):
+        self.calls += 1
+        kt, kx = self._keys(t), self._keys(x)
+        h_t = self._h(kt)
+        ixt = h_t - (self._h(kt, kx) - self._h(kx))
+        ity = h_t - (self._h(kt, y) - self._h(y))
+        return EstimateResult(ixt, ity, {"n_states": int(kt.max() + 1), "tag_seen": self.tag,
+                                         "calls": self.calls})
+
+
+@register_estimator("plane_test_raiser")
+class RaisingEstimator(PluginEstimator):
+    """Fails on every 3-unit layer (to check that failures become rows)."""
+
+    def _estimate(self, x, t, y):
+        if t.shape[1] == 3:
+            raise RuntimeError("boom on width 3")
+        return super()._estimate(x, t, y)
+
+
+# -- ground truth ---------------------------------------------------------------------------------
+def _entropy(items):
+    counts = Counter(items)
+    n = sum(counts.values())
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def brute_force(t, y):
+    rows = [tuple(float(v) for v in r) for r in t.tolist()]
+    labels = [int(v) for v in y.tolist()]
+    h_t = _entropy(rows)
+    return h_t, h_t + _entropy(labels) - _entropy(list(zip(rows, labels)))
+
+
+def make_data():
+    bits = ((np.arange(64)[:, None] >> np.arange(5, -1, -1)) & 1).astype(np.float32)
+    x = np.concatenate([bits, bits[::4]])  # 80 rows, 64 distinct
+    y = ((bits.sum(1) >= 3).astype(np.int64))
+    y = np.concatenate([y, y[::4]])
+    return x, y
+
+
+def codes(x, layer_index, width, epoch, binary):
+    """Deterministic representation: a seeded projection, sharper with every epoch."""
+    rng = np.random.default_rng(100 * layer_index + 7)
+    w = rng.normal(size=(x.shape[1], width))
+    z = (2 * x - 1) @ w * (0.2 + 0.3 * epoch) + rng.normal(size=width)
+    if binary:
+        return np.where(z >= 0, 1.0, -1.0).astype(np.float32)
+    return np.round(np.tanh(z), 1).astype(np.float32)
+
+
+def metrics_of(epoch):
+    return {"loss": 1.0 / (epoch + 1), "accuracy": 0.5 + epoch / 40, "val_loss": 1.1 / (epoch + 1),
+            "val_accuracy": 0.45 + epoch / 40}
+
+
+class FakeStore:
+    """In-memory stand-in with the store API, used only until ibtoolkit/store.py lands."""
+
+    def __init__(self, directory, *, inputs, labels, layers, binary, model=None, dataset=None):
+        import pathlib
+
+        self.directory = pathlib.Path(directory)
+        self.inputs, self.labels = np.asarray(inputs), np.asarray(labels, dtype=np.int64)
+        self.layers = [n for n, _ in layers]
+        self.widths = dict(layers)
+        self.binary = dict(zip(self.layers, binary))
+        self.manifest = {"model": model, "dataset": dataset}
+        self.events, self.metrics, self._acts, self.status = [], {}, {n: {} for n in self.layers}, "running"
+
+    create = classmethod(lambda cls, d, **kw: cls(d, **kw))
+    __enter__ = lambda self: self
+    __exit__ = lambda self, *a: None
+
+    @property
+    def epochs(self):
+        return np.array(sorted(self.metrics), dtype=np.int64)
+
+    def append(self, epoch, activations, metrics=None):
+        for n, a in activations.items():
+            self._acts[n][epoch] = np.asarray(a, dtype=np.float32)
+        self.metrics[epoch] = dict(metrics or {})
+
+    def add_event(self, kind, message, epoch=None):
+        self.events.append({"kind": kind, "message": message, "epoch": epoch})
+
+    def set_status(self, status):
+        self.status = status
+
+    def read(self, layer, epochs=None):
+        epochs = self.epochs if epochs is None else epochs
+        return np.stack([self._acts[layer][int(e)] for e in epochs])
+
+    def iter_chunks(self, layer, chunk=16):
+        ep = self.epochs
+        for i in range(0, len(ep), chunk):
+            yield ep[i:i + chunk], self.read(layer, ep[i:i + chunk])
+
+
+try:
+    from ibtoolkit.store import ActivationStore
+    REAL_STORE = True
+except ImportError:
+    ActivationStore, REAL_STORE = FakeStore, False
+
+
+def write_store(directory, diverged_at=None):
+    x, y = make_data()
+    model = {"name": "mlp-test", "precision": "binary", "variant": "ste_sign", "seed": 3}
+    with ActivationStore.create(directory, inputs=x, labels=y, layers=LAYERS, binary=BINARY,
+                                model=model, dataset={"name": "bits6", "n": 80}) as store:
+        for e in EPOCHS:
+            acts = {name: codes(x, i, w, e, b) for i, ((name, w), b) in enumerate(zip(LAYERS, BINARY))}
+            store.append(e, acts, metrics=metrics_of(e))
+        if diverged_at is not None:
+            store.add_event("diverged", "loss became NaN", epoch=diverged_at)
+        store.set_status("complete")
+    return directory if REAL_STORE else store
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    return write_store(tmp_path_factory.mktemp("plane") / "run-a")
+
+
+@pytest.fixture(scope="module")
+def table(store_dir):
+    return information_plane(str(store_dir) if REAL_STORE else store_dir, ["plane_test_plugin"], progress=False)
+
+
+# -- tests ----------------------------------------------------------------------------------------
+def test_values_match_brute_force(table):
+    x, y = make_data()
+    assert len(table) == len(LAYERS) * len(EPOCHS)
+    assert (table["status"] == "ok").all()
+    for row in table.itertuples():
+        i = [n for n, _ in LAYERS].index(row.layer)
+        t = codes(x, i, LAYERS[i][1], row.epoch, BINARY[i])
+        ixt, ity = brute_force(t, y)
+        assert row.ixt == pytest.approx(ixt, abs=1e-9)
+        assert row.ity == pytest.approx(ity, abs=1e-9)
+        assert row.n_states == len(set(map(tuple, t.tolist())))
+    # the codes are not trivial: they move over epochs and differ between layers
+    assert table["ixt"].nunique() > 5
+
+
+def test_columns_and_metadata(table, store_dir):
+    x, y = make_data()
+    assert list(table.columns[:len(BASE_COLUMNS)]) == BASE_COLUMNS
+    assert list(table.columns[-2:]) == ["status", "error"]
+    for col in ("n_states", "tag_seen", "loss", "accuracy", "val_loss", "val_accuracy"):
+        assert col in table.columns
+    row = table.iloc[0]
+    assert row["run"] == "run-a"
+    assert (row["dataset"], row["model"], row["precision"], row["variant"], row["seed"]) == \
+        ("bits6", "mlp-test", "binary", "ste_sign", 3)
+    assert row["estimator"] == "plane_test_plugin"
+    assert json.loads(row["estimator_params"]) == {"tag": 0}
+    assert row["estimator_label"] == "plane_test_plugin(tag=0)"
+    assert table["ixt_ceiling"].unique().tolist() == [pytest.approx(6.0)]  # 64 distinct of 80 rows
+    p1 = y.mean()
+    assert table["h_y"].iloc[0] == pytest.approx(-(p1 * math.log2(p1) + (1 - p1) * math.log2(1 - p1)), abs=1e-12)
+    by_layer = table.drop_duplicates("layer").set_index("layer")
+    assert by_layer["layer_index"].tolist() == [0, 1, 2]
+    assert by_layer["width"].tolist() == [5, 3, 2]
+    assert by_layer["binary"].tolist() == BINARY
+    assert table["epoch"].tolist() == EPOCHS * len(LAYERS)
+    for row in table.itertuples():
+        assert row.loss == pytest.approx(metrics_of(row.epoch)["loss"])
+        assert row.val_accuracy == pytest.approx(metrics_of(row.epoch)["val_accuracy"])
+    # saturation: I(X;T) reaches log2(64) only if all 64 inputs get distinct codes
+    assert (table["saturated"] == (table["ixt"] >= 6.0 - 1e-6)).all()
+    assert pd.isna(table["subsample"]).all() and (table["n_samples"] == 80).all()
+
+
+def test_one_instance_serves_all_layers_and_epochs(table):
+    # 'calls' counts the estimate() calls of the one instance: 1, 2, ... in task order
+    assert sorted(table["calls"].tolist()) == list(range(1, len(table) + 1))
+
+
+def test_serial_equals_parallel(store_dir, table):
+    if not REAL_STORE:
+        pytest.skip("parallel workers open the store from disk: needs ibtoolkit.store")
+    par = information_plane(store_dir, ["plane_test_plugin"], n_jobs=2, progress=False, chunk=3)
+    cols = [c for c in table.columns if c != "calls"]  # per-worker call counters differ by design
+    pd.testing.assert_frame_equal(table[cols], par[cols])
+
+
+def test_failures_become_rows(store_dir):
+    df = information_plane(store_dir, ["plane_test_plugin", {"name": "plane_test_raiser", "tag": 2}],
+                           progress=False, epochs=[0, 3, 13])
+    assert len(df) == 2 * 3 * 3
+    bad = df[df["status"] == "failed"]
+    assert set(bad["estimator"]) == {"plane_test_raiser"} and set(bad["layer"]) == {"dense_1"}
+    assert len(bad) == 3 and bad["ixt"].isna().all() and bad["ity"].isna().all()
+    assert bad["error"].str.contains("RuntimeError: boom on width 3").all()
+    ok = df[df["status"] == "ok"]
+    assert len(ok) == 15 and (ok["error"] == "").all()
+    # the raiser's other layers agree with the plug-in estimator
+    a = ok[ok.estimator == "plane_test_raiser"].set_index(["layer", "epoch"])["ixt"]
+    b = ok[ok.estimator == "plane_test_plugin"].set_index(["layer", "epoch"])["ixt"].loc[a.index]
+    np.testing.assert_allclose(a.values, b.values, atol=1e-12)
+
+
+def test_diverged_epochs_are_invalid(tmp_path):
+    directory = write_store(tmp_path / "run-div", diverged_at=8)
+    df = information_plane(directory, "plane_test_plugin", progress=False)
+    invalid = df[df["status"] == "invalid"]
+    assert sorted(set(invalid["epoch"])) == [8, 13] and len(invalid) == 2 * len(LAYERS)
+    assert invalid["ixt"].isna().all() and invalid["error"].str.contains("diverged").all()
+    assert (df.loc[df["epoch"] < 8, "status"] == "ok").all()
+
+
+def test_subsample_is_seeded_and_stated(store_dir):
+    x, y = make_data()
+    a = information_plane(store_dir, "plane_test_plugin", progress=False, subsample=40, random_state=7,
+                          layers=["dense"])
+    b = information_plane(store_dir, "plane_test_plugin", progress=False, subsample=40, random_state=7,
+                          layers=["dense"])
+    c = information_plane(store_dir, "plane_test_plugin", progress=False, subsample=40, random_state=8,
+                          layers=["dense"])
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["ity"], c["ity"])
+    assert (a["subsample"] == 40).all() and (a["random_state"] == 7).all() and (a["n_samples"] == 40).all()
+    idx = np.sort(np.random.default_rng(7).choice(80, size=40, replace=False))
+    for row in a.itertuples():
+        t = codes(x, 0, 5, row.epoch, True)[idx]
+        ixt, ity = brute_force(t, y[idx])
+        assert row.ixt == pytest.approx(ixt, abs=1e-9) and row.ity == pytest.approx(ity, abs=1e-9)
+    assert a["ixt_ceiling"].iloc[0] == pytest.approx(math.log2(len({tuple(r) for r in x[idx].tolist()})))
+
+
+def test_selection_and_bad_arguments(store_dir):
+    df = information_plane(store_dir, "plane_test_plugin", layers=["dense_2", "dense"], epochs=[13, 0],
+                           progress=False)
+    assert df["layer"].tolist() == ["dense", "dense", "dense_2", "dense_2"]  # depth order
+    assert df["epoch"].tolist() == [0, 13, 0, 13]
+    with pytest.raises(ValueError, match="unknown layer"):
+        information_plane(store_dir, "plane_test_plugin", layers=["nope"], progress=False)
+    with pytest.raises(ValueError, match="not recorded"):
+        information_plane(store_dir, "plane_test_plugin", epochs=[4], progress=False)
+    with pytest.raises(ValueError, match="unknown estimator"):
+        information_plane(store_dir, "no_such_estimator", progress=False)
+    with pytest.raises(ValueError, match="subsample"):
+        information_plane(store_dir, "plane_test_plugin", subsample=81, progress=False)
+    with pytest.raises(ValueError, match="n_jobs"):
+        information_plane(store_dir, "plane_test_plugin", n_jobs=0, progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        information_plane(store_dir, [], progress=False)
+
+
+def test_csv_round_trip(tmp_path, store_dir):
+    df = information_plane(store_dir, ["plane_test_plugin", "plane_test_raiser"], progress=False,
+                           epochs=[0, 13])
+    path = write_plane(df, tmp_path / "out" / "information_plane.csv")
+    back = read_plane(path)
+    pd.testing.assert_frame_equal(df, back)
+    assert isinstance(back["estimator_params"].iloc[0], str)
+
+
+def test_exact_estimator_if_registered(store_dir):
+    if "exact" not in ibtoolkit.available_estimators():
+        pytest.skip("estimators.exact has not landed")
+    x, y = make_data()
+    df = information_plane(store_dir, "exact", layers=["dense", "dense_1"], progress=False)
+    for row in df.itertuples():
+        i = [n for n, _ in LAYERS].index(row.layer)
+        ixt, ity = brute_force(codes(x, i, LAYERS[i][1], row.epoch, True), y)
+        assert row.status == "ok"
+        assert row.ixt == pytest.approx(ixt, abs=1e-9) and row.ity == pytest.approx(ity, abs=1e-9)
