@@ -1,0 +1,260 @@
+"""Representation taps: which tensor of a network *is* a layer's representation T, and how to read it.
+
+Following the information-plane convention (Shwartz-Ziv & Tishby 2017; Raj, Nayak & Kalyani 2020),
+the representation of a hidden layer is what the next layer actually consumes, in inference mode
+(``training=False``):
+
+* a layer followed by a Larq quantized layer: the next layer's ``input_quantizer`` applied to this
+  layer's output, e.g. :math:`T = \\operatorname{sign}(h) \\in \\{-1,+1\\}^d` with sign(0) = +1;
+* a full-precision layer: its activation output.  If separate ``BatchNormalization``,
+  ``Activation`` or dropout-like layers follow (one consumer each), the tap moves past them.
+
+:func:`representation_taps` finds the taps of any built tf-keras Sequential or functional model
+(by default every hidden weight-bearing layer, the output layer excluded, or the layers named in
+``layers``).  :func:`make_extractor` compiles ONE ``tf.function`` that computes all taps at once,
+batched so that large analysis sets (60 000 x 1024) never need the whole forward pass in memory.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _keras
+
+_keras.ensure_legacy_keras()
+
+__all__ = ["Tap", "representation_taps", "make_extractor", "Extractor"]
+
+
+@dataclass(frozen=True)
+class Tap:
+    """One representation tap.
+
+    Attributes
+    ----------
+    name : str
+        Name of the layer whose representation this is (e.g. ``hidden_2``).
+    width : int
+        Number of units d (the product of the non-batch dimensions; taps are flattened to (N, d)).
+    binary : bool
+        True when every value is ±1 (the consumer's input quantizer is a sign quantizer).
+    tensor : KerasTensor
+        The symbolic tensor the next layer consumes (after the passthrough layers and the
+        consumer's input quantizer, wrapped in a ``Lambda`` layer named ``tap_<name>``).
+    source : str
+        Name of the layer whose output is taken (``name`` itself or the last passthrough after it).
+    quantizer : callable or None
+        The consumer's input quantizer that was applied, if any.
+    """
+
+    name: str
+    width: int
+    binary: bool
+    tensor: Any = field(repr=False, compare=False)
+    source: str = ""
+    quantizer: Any = field(default=None, repr=False, compare=False)
+
+
+def _passthrough_types():
+    import tensorflow as tf
+
+    L = tf.keras.layers
+    return (L.BatchNormalization, L.LayerNormalization, L.Activation, L.ReLU, L.LeakyReLU, L.PReLU, L.ELU,
+            L.Softmax, L.ThresholdedReLU, L.Dropout, L.AlphaDropout, L.GaussianDropout, L.GaussianNoise,
+            L.ActivityRegularization)
+
+
+def _consumers(layer, members: set[int]):
+    """Layers of the model (ids in ``members``) that take ``layer``'s output."""
+    out = []
+    for node in getattr(layer, "_outbound_nodes", []):
+        consumer = node.outbound_layer
+        if id(consumer) in members and consumer not in out:
+            out.append(consumer)
+    return out
+
+
+def _output_of(layer):
+    try:
+        return layer.output
+    except AttributeError as exc:
+        raise ValueError(f"layer {layer.name!r} has no single symbolic output ({exc}); build the model on an "
+                         f"Input (functional or Sequential with input_shape) and call each layer once") from exc
+
+
+def representation_taps(model, layers: Sequence[str] | None = None) -> list[Tap]:
+    """Find the representation taps of a built tf-keras model.
+
+    Parameters
+    ----------
+    model : tf.keras.Model
+        A built Sequential or functional model with one input.
+    layers : sequence of str or None
+        Names of the layers to tap (any layer, the output layer included).  Default: every
+        weight-bearing hidden layer (``Dense``, ``QuantDense``, convolutions...) in depth order,
+        excluding passthrough layers (BatchNorm, Activation, Dropout...) and the output layer.
+
+    Returns
+    -------
+    list of Tap, in the order of ``model.layers`` (depth order) or of ``layers`` when given.
+
+    Raises
+    ------
+    ValueError
+        If the model is not built on a symbolic input, has several inputs, a name is unknown or
+        repeated, or there is no hidden layer to tap.
+    """
+    import tensorflow as tf
+
+    if not isinstance(model, tf.keras.Model):
+        raise ValueError(f"model must be a tf.keras Model (Keras 2, via tf.keras after importing ibtoolkit), "
+                         f"got {type(model).__module__}.{type(model).__name__}")
+    try:
+        inputs = model.inputs
+    except AttributeError:
+        inputs = None
+    if not inputs:
+        raise ValueError(f"model {model.name!r} is not built on a symbolic Input; give Sequential models an "
+                         f"input_shape (or a tf.keras.Input) so their layers have outputs to tap")
+    if len(inputs) != 1:
+        raise ValueError(f"model {model.name!r} has {len(inputs)} inputs; taps support single-input models")
+    all_layers = [lyr for lyr in model.layers if not isinstance(lyr, tf.keras.layers.InputLayer)]
+    members = {id(lyr) for lyr in all_layers}
+    outputs = {id(t) for t in model.outputs}
+    passthrough = _passthrough_types()
+
+    if layers is None:
+        chosen = []
+        for lyr in all_layers:
+            if isinstance(lyr, passthrough) or not lyr.weights:
+                continue
+            end, _ = _follow(lyr, members, passthrough)
+            if id(_output_of(end)) in outputs:
+                continue  # the output layer: excluded by default
+            chosen.append(lyr)
+        if not chosen:
+            raise ValueError(f"model {model.name!r} has no hidden weight-bearing layer to tap; name the layers "
+                             f"to tap with layers=[...]")
+    else:
+        if isinstance(layers, str):
+            layers = [layers]
+        names = list(layers)
+        if not names:
+            raise ValueError("layers is empty; give layer names or None for every hidden layer")
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"layers names repeated: {duplicated}")
+        by_name = {lyr.name: lyr for lyr in all_layers}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(f"unknown layer name(s) {unknown} in model {model.name!r}; "
+                             f"its layers are {list(by_name)}")
+        chosen = [by_name[n] for n in names]
+    return [_make_tap(lyr, members, passthrough) for lyr in chosen]
+
+
+def _follow(layer, members, passthrough):
+    """Walk past single-consumer passthrough layers; return (last layer, its consumers)."""
+    current = layer
+    while True:
+        consumers = _consumers(current, members)
+        if len(consumers) == 1 and isinstance(consumers[0], passthrough):
+            current = consumers[0]
+            continue
+        return current, consumers
+
+
+def _make_tap(layer, members, passthrough) -> Tap:
+    import tensorflow as tf
+
+    from .models import is_sign_quantizer
+
+    end, consumers = _follow(layer, members, passthrough)
+    tensor = _output_of(end)
+    quantizer = None
+    if len(consumers) == 1:
+        quantizer = getattr(consumers[0], "input_quantizer", None)
+    if quantizer is not None:
+        tensor = tf.keras.layers.Lambda(lambda t, q=quantizer: q(t), name=f"tap_{layer.name}")(tensor)
+    shape = tensor.shape[1:]
+    if any(s is None for s in shape):
+        raise ValueError(f"layer {layer.name!r} has an output of unknown size {tuple(tensor.shape)}; "
+                         f"taps need fixed non-batch dimensions")
+    width = int(math.prod(int(s) for s in shape))
+    return Tap(name=layer.name, width=width, binary=is_sign_quantizer(quantizer), tensor=tensor,
+               source=end.name, quantizer=quantizer)
+
+
+class Extractor:
+    """All taps of a model computed by one compiled ``tf.function`` in inference mode.
+
+    ``extractor(x)`` returns ``{tap name: float32 array (N, width)}``.  The input is cut into
+    batches of ``batch_size`` rows; every batch runs the same traced graph (the batch dimension is
+    left open in the input signature, so the function is traced once).  :meth:`prepare` converts an
+    analysis set to tensors once, so a callback pays no conversion per epoch.
+    """
+
+    def __init__(self, model, taps: Sequence[Tap], batch_size: int = 4096):
+        import tensorflow as tf
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        taps = list(taps)
+        if not taps:
+            raise ValueError("make_extractor needs at least one tap")
+        self.taps = taps
+        self.names = [t.name for t in taps]
+        self.widths = {t.name: t.width for t in taps}
+        self.batch_size = int(batch_size)
+        inp = model.inputs[0]
+        self._input_shape = tuple(inp.shape[1:])
+        self._input_dtype = inp.dtype
+        sub = tf.keras.Model(model.inputs, [t.tensor for t in taps], name=f"{model.name}_taps")
+        self._sub = sub
+
+        def run(x):
+            outs = sub(x, training=False)
+            if not isinstance(outs, (list, tuple)):
+                outs = [outs]
+            n = tf.shape(x)[0]
+            return [tf.cast(tf.reshape(o, (n, w)), tf.float32) for o, w in zip(outs, self.widths.values())]
+
+        spec = tf.TensorSpec((None, *self._input_shape), self._input_dtype)
+        self._fn = tf.function(run, input_signature=[spec])
+
+    def prepare(self, x) -> list:
+        """Convert ``x`` (N, ...) to a list of batch tensors, checked against the model's input shape."""
+        import tensorflow as tf
+
+        arr = np.asarray(x)
+        if arr.ndim < 1 or tuple(arr.shape[1:]) != tuple(int(s) for s in self._input_shape):
+            raise ValueError(f"x has shape {arr.shape}; the model expects (N, {', '.join(map(str, self._input_shape))})")
+        if arr.shape[0] == 0:
+            raise ValueError("x is empty: it has no samples")
+        arr = arr.astype(self._input_dtype.as_numpy_dtype, copy=False)
+        return [tf.constant(arr[i:i + self.batch_size]) for i in range(0, arr.shape[0], self.batch_size)]
+
+    def __call__(self, x) -> dict[str, np.ndarray]:
+        batches = x if isinstance(x, list) else self.prepare(x)
+        if len(batches) == 1:
+            return {name: out.numpy() for name, out in zip(self.names, self._fn(batches[0]))}
+        n = sum(int(b.shape[0]) for b in batches)
+        result = {name: np.empty((n, self.widths[name]), np.float32) for name in self.names}
+        start = 0
+        for batch in batches:
+            stop = start + int(batch.shape[0])
+            for name, out in zip(self.names, self._fn(batch)):
+                result[name][start:stop] = out.numpy()
+            start = stop
+        return result
+
+
+def make_extractor(model, taps: Sequence[Tap], batch_size: int = 4096) -> Extractor:
+    """Compile one ``tf.function`` computing every tap of ``taps`` with ``training=False``.
+
+    Returns an :class:`Extractor`: ``extractor(x) -> {name: (N, width) float32}``.
+    """
+    return Extractor(model, taps, batch_size)
