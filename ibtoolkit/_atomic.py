@@ -1,0 +1,148 @@
+"""Private file-system helpers of the activation store: atomic writes, ``.npy`` bytes, a writer lock.
+
+Atomicity rests on one POSIX guarantee: ``rename``/``os.replace`` within one directory is atomic,
+so a reader sees either the old file or the complete new one, never a prefix.  Every file is
+written under a temporary name (``.<name>.tmp-<pid>``) in its final directory and renamed.
+
+Durability is a separate choice (``fsync``): without it a completed write lives in the kernel's
+page cache, which survives the death of the process (SIGKILL, OOM kill, Python crash) but not a
+power cut or kernel panic; with it the data, then the rename (via an ``fsync`` of the directory),
+are forced to disk before the call returns.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import io
+import os
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TMP_PATTERN", "tmp_name", "write_atomic", "fsync_dir", "npy_bytes", "parse_npy", "crc32",
+           "WriterLock", "LockedError"]
+
+#: Names of temporary files this module creates (and that a writer may delete on reopen).
+TMP_PATTERN = re.compile(r"^\..+\.tmp-\d+$")
+
+
+def tmp_name(path: Path) -> Path:
+    """Temporary sibling of ``path`` (same directory, so the final rename is atomic)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def crc32(data: bytes) -> int:
+    """CRC-32 (zlib polynomial) of ``data`` as an unsigned int, as ``zlib.crc32`` returns it."""
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically: temporary file in the same directory, then ``os.replace``.
+
+    On any error the temporary file is removed and the error propagates; ``path`` is untouched.
+    With ``fsync`` the file's data reach the disk before the rename (call :func:`fsync_dir` after
+    the rename to make the new name itself durable).
+    """
+    tmp = tmp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            _write_all(fd, data)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def fsync_dir(directory: Path) -> None:
+    """Force the directory entry changes (renames, creations) of ``directory`` to disk."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """The exact bytes ``np.save`` would write for ``arr`` (format 1.0 header + C-order data)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def parse_npy(data: bytes, what: str) -> np.ndarray:
+    """Parse ``.npy`` bytes without pickle; ``ValueError`` naming ``what`` if they are not a plain array."""
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file's name
+        raise ValueError(f"{what} is not a readable .npy array: {exc}") from exc
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{what} is not a single .npy array")
+    return arr
+
+
+class LockedError(OSError):
+    """Another process holds the writer lock."""
+
+
+class WriterLock:
+    """Exclusive, non-blocking ``fcntl.flock`` on a lock file; released by :meth:`release` or process death.
+
+    The holder writes its PID into the file so that a refused writer can say who holds the lock.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LockedError(exc.errno, f"locked by another process{self._holder()}") from exc
+            raise
+        try:
+            os.ftruncate(fd, 0)
+            _write_all(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def _holder(self) -> str:
+        try:
+            pid = self.path.read_text().strip()
+        except OSError:
+            return ""
+        return f" (pid {pid})" if pid.isdigit() else ""
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
