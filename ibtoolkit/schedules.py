@@ -8,7 +8,7 @@ Specs
 ``"log"``
     ``n_points`` distinct epochs, log-spaced between 1 and ``n_epochs``, plus 0 (Shwartz-Ziv &
     Tishby record about 270 log-spaced epochs of 8000).  Built greedily so that the size is exactly
-    ``min(n_points, n_epochs + 1)``: from epoch :math:`e_i` with :math:`r` points still to place,
+    ``min(max(n_points, 3), n_epochs + 1)``: from epoch :math:`e_i` with :math:`r` points still to place,
     :math:`e_{i+1} = \\max(e_i + 1, \\operatorname{round}(e_i (n/e_i)^{1/r}))`, capped so the
     remaining points fit; the last point is ``n_epochs``.  Always contains 0, 1 and ``n_epochs``.
 ``"all"``
