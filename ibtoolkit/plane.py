@@ -456,8 +456,10 @@ def _assemble(store, results, instances, layer_list, ceiling, h_y, subsample, ra
             sat = extras.get("saturated")
             row["saturated"] = bool(sat) if sat is not None else bool(ixt >= ceiling - SATURATION_TOL)
         for key, value in extras.items():
-            if key in ("saturated", "ixt_ceiling"):
-                continue  # the table's own ceiling is computed once on the same x
+            if key == "saturated":
+                continue
+            if key in ("ixt_ceiling", "h_y") and _same_number(value, row[key]):
+                continue  # the table's own ceilings, computed once on the same x and y
             col = f"extra_{key}" if key in _RESERVED or key in metric_cols.values() else key
             if col not in row:
                 extra_cols.append(col)
@@ -484,6 +486,13 @@ def _assemble(store, results, instances, layer_list, ceiling, h_y, subsample, ra
     df["_l"] = df["layer"].map(order)
     df = df.sort_values(["_k", "_l", "epoch"], kind="stable").drop(columns=["_k", "_l"])
     return df.reset_index(drop=True)
+
+
+def _same_number(a, b, tol=1e-9) -> bool:
+    try:
+        return abs(float(a) - float(b)) <= tol
+    except (TypeError, ValueError):
+        return False
 
 
 def _to_bool(value):
