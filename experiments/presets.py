@@ -51,9 +51,9 @@ SAXE_MNIST_WIDTHS = [1024, 20, 20, 20]
 
 # -- estimator defaults (the conventions of ARCHITECTURE.md, "Numerical conventions") ---------------
 #: binning of bounded (tanh) activations: 30 equal bins on [-1, 1], Shwartz-Ziv & Tishby (2017).
-BINNING_TANH = {"name": "binning", "n_bins": 30, "lower": -1.0, "upper": 1.0}
+BINNING_TANH = {"name": "binning", "n_bins": 30, "value_range": [-1.0, 1.0]}
 #: binning of unbounded (ReLU) activations: 100 bins between the run's min and max, Saxe et al. (2018).
-BINNING_RELU = {"name": "binning", "n_bins": 100, "range": "data"}
+BINNING_RELU = {"name": "binning", "n_bins": 100, "value_range": "data"}
 #: binning with a fixed bin width, Saxe et al. (2018) on MNIST (0.5).
 BINNING_WIDTH_05 = {"name": "binning", "bin_size": 0.5}
 #: Kolchinsky-Tracey KDE bounds, noise variance 0.1 (Saxe et al. 2018; Kolchinsky & Tracey 2017).

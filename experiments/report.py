@@ -1,0 +1,341 @@
+"""Analysis, figures and ``report.md`` of one ``python -m experiments.run`` output directory.
+
+:func:`analyse` runs the phase analysis of :mod:`ibtoolkit.phases` on the information-plane table
+(phase table per run x layer x estimator, the verdict summary, estimator agreement, the
+data-processing-inequality and saturation checks); :func:`make_figures` draws the figures of
+:mod:`ibtoolkit.plotting` as PNG and PDF; :func:`write_report` writes ``report.md``, which links
+the figures, summarises each run, shows the phase table (rows model x layer, columns estimators) and
+the verdict paragraph, and lists the checks and any failures.  A failing step is recorded (and
+shown in the report and the CLI's exit status), never silently skipped.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import pathlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Analysis", "analyse", "make_figures", "write_report", "markdown_table", "verdict_matrix"]
+
+log = logging.getLogger("experiments.report")
+
+
+# -- analysis ------------------------------------------------------------------------------------
+@dataclass
+class Analysis:
+    """Results of the phase analysis of one plane table (each part None when it could not be made)."""
+
+    phases: pd.DataFrame | None = None
+    verdicts: object = None          # ibtoolkit.phases.summarise_verdicts(phases)
+    agreement: pd.DataFrame | None = None
+    dpi: pd.DataFrame | None = None
+    saturation: pd.DataFrame | None = None
+    failures: list = field(default_factory=list)
+
+    @classmethod
+    def empty(cls) -> "Analysis":
+        return cls(failures=["no information-plane rows: nothing to analyse"])
+
+    def verdict_text(self) -> str:
+        """The verdict table (model x layer by estimator) and summary, as printed by the CLI."""
+        parts = []
+        if self.phases is not None and len(self.phases):
+            parts.append(_text_table(verdict_matrix(self.phases)))
+        summary = _summary_text(self.verdicts)
+        if summary:
+            parts.append(summary)
+        return "\n\n".join(parts) if parts else "no phase verdicts (see the failures)"
+
+
+def _step(analysis: Analysis, label: str, func, *args):
+    try:
+        return func(*args)
+    except Exception as exc:  # noqa: BLE001 - recorded as a failure, the other steps go on
+        analysis.failures.append(f"{label}: {type(exc).__name__}: {exc}")
+        log.error("%s failed: %s: %s", label, type(exc).__name__, exc)
+        return None
+
+
+def analyse(plane: pd.DataFrame) -> Analysis:
+    """Phase table, verdict summary, estimator agreement, DPI and saturation checks of ``plane``."""
+    from ibtoolkit import phases as ph
+
+    analysis = Analysis()
+    ok = plane[plane["status"] == "ok"] if "status" in plane else plane
+    analysis.phases = _step(analysis, "phase table", ph.phase_table, ok)
+    if analysis.phases is not None:
+        analysis.verdicts = _step(analysis, "verdict summary", ph.summarise_verdicts, analysis.phases)
+    analysis.agreement = _step(analysis, "estimator agreement", ph.estimator_agreement, ok)
+    analysis.dpi = _step(analysis, "DPI check", ph.dpi_violations, ok)
+    analysis.saturation = _step(analysis, "saturation check", ph.saturation, ok)
+    return analysis
+
+
+def verdict_matrix(phases: pd.DataFrame) -> pd.DataFrame:
+    """Rows model x layer, columns estimators, cells ``verdict (overlap ...)``.
+
+    With several seeds a cell shows the verdict counts over runs (e.g. ``simultaneous 3/3``) and
+    the median overlap.
+    """
+    df = phases.copy()
+    model_key = "model" if "model" in df else "run"
+    if "dataset" in df and df["dataset"].nunique() > 1:
+        df["_row_model"] = df["dataset"].astype(str) + "/" + df[model_key].astype(str)
+    else:
+        df["_row_model"] = df[model_key].astype(str)
+    layer_key = "layer"
+    cells = {}
+    for (model, layer, est), g in df.groupby(["_row_model", layer_key, "estimator"], sort=False):
+        cells[(model, layer, est)] = _cell(g)
+    rows = list(dict.fromkeys((m, lay) for m, lay, _ in cells))
+    if "layer_index" in df:
+        index = df.groupby(["_row_model", layer_key])["layer_index"].first().to_dict()
+        rows.sort(key=lambda r: (list(dict.fromkeys(df["_row_model"])).index(r[0]), index.get(r, 0)))
+    estimators = list(dict.fromkeys(e for _, _, e in cells))
+    table = pd.DataFrame([{"model": m, "layer": lay, **{e: cells.get((m, lay, e), "") for e in estimators}}
+                          for m, lay in rows])
+    return table
+
+
+def _cell(group: pd.DataFrame) -> str:
+    verdicts = group["verdict"].astype(str) if "verdict" in group else pd.Series(["?"] * len(group))
+    counts = verdicts.value_counts()
+    top = counts.index[0]
+    text = top if len(group) == 1 else f"{top} {counts.iloc[0]}/{len(group)}"
+    if len(group) == 1 and "n_seeds" in group and int(group["n_seeds"].iloc[0]) > 1 \
+            and "verdict_fraction" in group:
+        text += f" {float(group['verdict_fraction'].iloc[0]):.0%} of {int(group['n_seeds'].iloc[0])} seeds"
+    if "overlap" in group:
+        overlap = pd.to_numeric(group["overlap"], errors="coerce")
+        if overlap.notna().any():
+            text += f" (overlap {float(np.nanmedian(overlap)):.2f})"
+    return text
+
+
+def _summary_text(verdicts) -> str:
+    if verdicts is None:
+        return ""
+    if isinstance(verdicts, str):
+        return verdicts
+    if isinstance(verdicts, pd.DataFrame):
+        return _text_table(verdicts)
+    if isinstance(verdicts, dict):
+        for key in ("paragraph", "text", "summary"):
+            if isinstance(verdicts.get(key), str):
+                return verdicts[key]
+        return json.dumps(verdicts, indent=2, default=str)
+    return str(verdicts)
+
+
+# -- figures -------------------------------------------------------------------------------------
+def _slug(*parts) -> str:
+    text = "-".join(str(p) for p in parts if p is not None and str(p) != "")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def make_figures(plane: pd.DataFrame, analysis: Analysis, fig_dir) -> tuple[dict, list]:
+    """Draw every figure of the report as PNG and PDF into ``fig_dir``.
+
+    Returns ``({section: [(title, png path), ...]}, failures)``.  Figures: the information plane
+    per (dataset, model) x estimator (all seeds of that model), I(X;T) and I(T;Y) against epoch
+    per (dataset, model) x estimator, accuracy curves per run, the estimator grid per (dataset,
+    model) and the overlap figure (DNN vs BNN, per estimator).
+    """
+    from ibtoolkit import plotting
+
+    fig_dir = pathlib.Path(fig_dir)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    ok = plane[plane["status"] == "ok"]
+    figures: dict[str, list] = {"plane": [], "mi": [], "metrics": [], "grid": [], "overlap": []}
+    failures: list[str] = []
+    phases = analysis.phases
+
+    def draw(section, title, stem, func, *args, **kwargs):
+        try:
+            fig = func(*args, **kwargs)
+            paths = plotting.save_figure(fig, fig_dir / stem)
+        except Exception as exc:  # noqa: BLE001 - recorded, the other figures go on
+            failures.append(f"figure {stem}: {type(exc).__name__}: {exc}")
+            log.error("%s", failures[-1])
+            return
+        png = next((pathlib.Path(p) for p in _as_list(paths) if str(p).endswith(".png")), fig_dir / f"{stem}.png")
+        figures[section].append((title, png))
+
+    for (dataset, model), g in ok.groupby(["dataset", "model"], sort=False, dropna=False):
+        for (est, label), ge in g.groupby(["estimator", "estimator_label"], sort=False):
+            ph = _subset(phases, dataset=dataset, model=model, estimator=est)
+            draw("plane", f"{dataset} {model}: information plane ({est})", _slug("plane", dataset, model, est),
+                 plotting.plot_information_plane, ge, phases=ph)
+            draw("mi", f"{dataset} {model}: MI vs epoch ({est})", _slug("mi", dataset, model, est),
+                 plotting.plot_mi_vs_epoch, ge, phases=ph)
+        if g["estimator_label"].nunique() > 1:
+            draw("grid", f"{dataset} {model}: estimators side by side", _slug("grid", dataset, model),
+                 plotting.plot_estimator_grid, g, phases=_subset(phases, dataset=dataset, model=model))
+    metrics = plane.drop_duplicates(["run", "epoch"])
+    for run, g in metrics.groupby("run", sort=False):
+        draw("metrics", f"{run}: loss and accuracy", _slug("metrics", run), plotting.plot_metrics, g)
+    if phases is not None and len(phases):
+        if "overlap_median" not in phases and "overlap" in phases:  # phase_table's median is `overlap`
+            phases = phases.assign(overlap_median=phases["overlap"])
+        draw("overlap", "overlap per layer, DNN vs BNN, per estimator", "overlap", plotting.plot_overlap, phases)
+    return figures, failures
+
+
+def _as_list(paths):
+    if paths is None:
+        return []
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    if isinstance(paths, dict):
+        return list(paths.values())
+    return list(paths)
+
+
+def _subset(df, **keys):
+    if df is None:
+        return None
+    mask = pd.Series(True, index=df.index)
+    for key, value in keys.items():
+        if key in df:
+            mask &= df[key].astype(str) == str(value)
+    return df[mask]
+
+
+# -- markdown ------------------------------------------------------------------------------------
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df: pd.DataFrame, max_rows: int | None = None) -> str:
+    """A GitHub-flavoured markdown table of ``df`` (no index)."""
+    if df is None or not len(df.columns):
+        return "_(empty)_"
+    shown = df if max_rows is None else df.head(max_rows)
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    for row in shown.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    if max_rows is not None and len(df) > max_rows:
+        lines.append(f"\n_({len(df) - max_rows} more rows in the CSV)_")
+    return "\n".join(lines)
+
+
+def _text_table(df: pd.DataFrame) -> str:
+    if df is None or not len(df):
+        return ""
+    cols = [str(c) for c in df.columns]
+    rows = [[_fmt(v) for v in r] for r in df.itertuples(index=False)]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _run_summary(runs, stores) -> pd.DataFrame:
+    from ibtoolkit import open_store
+
+    rows = []
+    for cfg in runs:
+        m = cfg["model"]
+        row = {"run": cfg["run_id"], "dataset": cfg["dataset"], "model": m["name"], "precision": m["precision"],
+               "variant": m["variant"], "seed": cfg["seed"], "epochs": m["epochs"], "lr": m["lr"],
+               "batch": m["batch_size"], "optimizer": m.get("optimizer", "adam")}
+        directory = stores.get(cfg["run_id"])
+        if directory is None:
+            row["status"] = "not trained"
+        else:
+            try:
+                store = open_store(directory)
+                row["status"] = store.status
+                row["recorded epochs"] = len(store.epochs)
+                last = store.metrics.get(int(store.epochs[-1]), {}) if len(store.epochs) else {}
+                for key in ("accuracy", "val_accuracy", "loss"):
+                    row[f"final {key}"] = last.get(key)
+                row["events"] = "; ".join(f"{e.get('kind')}@{e.get('epoch')}" for e in store.events)
+            except Exception as exc:  # noqa: BLE001 - shown in the report row
+                row["status"] = f"unreadable: {type(exc).__name__}: {exc}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _check_tables(analysis: Analysis) -> list[str]:
+    out = []
+    for title, df, note in (
+            ("Data-processing inequality", analysis.dpi,
+             "I(X;T_l) must not increase with depth for a deterministic network; `exact` is the truth on "
+             "binary layers, violations by other estimators measure their bias."),
+            ("Saturation", analysis.saturation,
+             "I(X;T) at log2 N (the ceiling) means the estimator cannot see compression in that layer."),
+            ("Estimator agreement", analysis.agreement,
+             "Verdict agreement and rank correlation of the trajectories between estimators on the same stores.")):
+        out.append(f"### {title}\n\n{note}\n")
+        if df is None:
+            out.append("_not available (see failures)_\n")
+        elif isinstance(df, pd.DataFrame):
+            out.append(markdown_table(df, max_rows=60) + "\n")
+        else:
+            out.append(f"```\n{df}\n```\n")
+    return out
+
+
+def write_report(out, *, preset, runs, stores, plane, analysis: Analysis, figures: dict, failures,
+                 timings=None) -> pathlib.Path:
+    """Write ``out/report.md`` and return its path (figure links are relative to ``out``)."""
+    out = pathlib.Path(out)
+    lines = [f"# Information-plane report: preset `{preset['name']}`", "",
+             f"_{preset.get('description', '')}_", "",
+             f"Generated {_dt.datetime.now().isoformat(timespec='seconds')}. Preset as run: "
+             f"[preset.json](preset.json). Every row of every plane: "
+             f"[information_plane.csv](information_plane.csv); phases: [phases.csv](phases.csv).", ""]
+    if len(plane):
+        first = plane.iloc[0]
+        lines += [f"Axis ceilings: log2 N = {first['ixt_ceiling']:.4g} bits (I(X;T) ≤ log2 N), "
+                  f"H(Y) = {first['h_y']:.5g} bits (I(T;Y) ≤ H(Y)), over {int(first['n_samples'])} "
+                  f"analysis samples.", ""]
+    lines += ["## Runs", "", markdown_table(_run_summary(runs, stores)), ""]
+    if len(plane):
+        est = plane.drop_duplicates(["model", "estimator_label"])[["model", "estimator", "estimator_label"]]
+        lines += ["Estimators and their parameters (every CSV row names them):", "", markdown_table(est), ""]
+    lines += ["## Phases", "",
+              "Verdict per model × layer (rows) and estimator (columns): `simultaneous` (compression happens "
+              "while fitting), `separate` (compression after fitting) or `no compression`; see "
+              "`ibtoolkit.phases` for the rule and thresholds.", ""]
+    if analysis.phases is not None and len(analysis.phases):
+        lines += [markdown_table(verdict_matrix(analysis.phases)), ""]
+    else:
+        lines += ["_no phase table (see failures)_", ""]
+    summary = _summary_text(analysis.verdicts)
+    if summary:
+        lines += ["### Verdict", "", summary if isinstance(analysis.verdicts, str) else f"```\n{summary}\n```", ""]
+    lines += ["## Checks", ""] + _check_tables(analysis)
+    titles = {"plane": "Information planes", "mi": "MI against epoch", "metrics": "Loss and accuracy",
+              "grid": "Estimators side by side", "overlap": "Overlap of fitting and compression"}
+    lines += ["## Figures", ""]
+    for section, title in titles.items():
+        items = figures.get(section) or []
+        if not items:
+            continue
+        lines += [f"### {title}", ""]
+        for caption, png in items:
+            rel = os.path.relpath(png, out)
+            pdf = os.path.splitext(rel)[0] + ".pdf"
+            lines += [f"**{caption}** ([PDF]({pdf}))", "", f"![{caption}]({rel})", ""]
+    if timings:
+        lines += ["## Timings", "", markdown_table(pd.DataFrame(
+            [{"stage": k, "seconds": round(v, 1)} for k, v in timings.items()])), ""]
+    lines += ["## Failures", ""]
+    lines += [f"- {f}" for f in failures] if failures else ["none"]
+    path = out / "report.md"
+    tmp = path.with_name("report.md.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,366 @@
+"""``python -m experiments.run``: train, estimate, analyse and report one preset end to end.
+
+Pipeline (ARCHITECTURE.md): one training run per (dataset, model, seed) into an activation store
+(:func:`experiments.training.train_run`), then the information plane of every store under every
+estimator (:func:`ibtoolkit.information_plane`, parallel over layer x epoch with ``--jobs``), then the
+phase analysis (:mod:`ibtoolkit.phases`), figures (:mod:`ibtoolkit.plotting`) and ``report.md``
+(:mod:`experiments.report`).  Outputs in ``--out`` (default ``results/<preset>``)::
+
+    runs/<run_id>/            one activation store per run
+    estimates/<run_id>/*.csv  the plane of one (run, estimator, parameters): the --resume cache
+    information_plane.csv     every row of every run and estimator (the shared tidy table)
+    phases.csv                phase table (verdict per run x layer x estimator)
+    figures/*.png|pdf         information planes, MI vs epoch, accuracy, estimator grid, overlap
+    report.md                 links the figures, summarises the runs, the verdicts and checks
+
+Exit status: 0 on success, 1 when some training run or estimate failed (the rest is still
+computed and a summary printed), 2 on bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+from experiments import presets as _presets
+
+__all__ = ["main", "build_parser", "run_experiment", "load_plugin", "resolve_estimators"]
+
+log = logging.getLogger("experiments.run")
+
+
+# -- argument parsing ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.run",
+        description="Train DNNs and BNNs, record their activations, estimate the information plane with "
+                    "every chosen estimator, detect fitting/compression phases and write a report.")
+    p.add_argument("--preset", default=_presets.DEFAULT_PRESET,
+                   help=f"experiment preset (default {_presets.DEFAULT_PRESET}); see --list-presets")
+    p.add_argument("--estimator", action="append", metavar="NAME",
+                   help="estimator to run (repeatable), or 'all'; default: the preset's estimators per model")
+    p.add_argument("--dataset", action="append", metavar="NAME",
+                   help="dataset(s) instead of the preset's (repeatable)")
+    p.add_argument("--epochs", type=int, help="training epochs of every model (overrides the preset)")
+    p.add_argument("--seeds", help="number of seeds N (seeds 0..N-1) or a comma list such as 3,5,7")
+    p.add_argument("--out", help="output directory (default results/<preset>)")
+    p.add_argument("--plugin", action="append", metavar="MODULE", default=[],
+                   help="module name or .py file that registers a custom estimator (repeatable)")
+    p.add_argument("--list-estimators", action="store_true", help="list the registered estimators and exit")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.add_argument("--resume", action="store_true",
+                   help="skip runs whose store is complete and estimates already computed")
+    p.add_argument("--jobs", type=int, default=1, help="parallel workers for estimation (-1: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="log warnings only")
+    return p
+
+
+def _parse_seeds(text: str) -> list[int]:
+    text = text.strip()
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            return list(range(n))
+    except ValueError:
+        raise ValueError(f"--seeds takes a positive count N (seeds 0..N-1) or a comma list of "
+                         f"non-negative integers, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds takes distinct non-negative integers, got {text!r}")
+    return seeds
+
+
+def load_plugin(spec: str):
+    """Import an estimator plugin given as a module name or a path to a ``.py`` file.
+
+    A ``.py`` path is imported once per process under the name ``ibtoolkit_plugin_<stem>_<hash>``,
+    so repeated calls (e.g. several in-process runs) do not register its estimators twice.
+    """
+    path = pathlib.Path(spec)
+    if spec.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise ValueError(f"plugin file {spec} does not exist")
+        path = path.resolve()
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+        name = f"ibtoolkit_plugin_{path.stem}_{digest}"
+        if name in sys.modules:
+            return sys.modules[name]
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+    return importlib.import_module(spec)
+
+
+def resolve_estimators(names, model_cfg: dict) -> list[dict]:
+    """Estimator specs for one model.
+
+    ``names`` None: the model's preset estimators.  Otherwise each name takes the model's preset
+    parameters when the preset has it, else the precision's default parameters
+    (:func:`experiments.presets.estimator_defaults`), else none; ``"all"`` means every registered
+    estimator.  Discrete-only estimators (e.g. ``exact``) are dropped for full-precision models,
+    whose activations are continuous.
+    """
+    from ibtoolkit import available_estimators, get_estimator
+
+    if names is None:
+        specs = copy.deepcopy(model_cfg["estimators"])
+    else:
+        wanted = available_estimators() if "all" in names else list(dict.fromkeys(names))
+        pools = [model_cfg.get("estimators", []),
+                 _presets.estimator_defaults(model_cfg["precision"], model_cfg.get("activation", "tanh"))]
+        specs = []
+        for name in wanted:
+            spec = next((copy.deepcopy(s) for pool in pools for s in pool if s["name"] == name), {"name": name})
+            specs.append(spec)
+    out = []
+    for spec in specs:
+        est = get_estimator(spec)
+        if model_cfg["precision"] != "binary" and getattr(est, "discrete_only", False):
+            log.info("estimator %s skipped for full-precision model %s (it needs discrete codes)",
+                     spec["name"], model_cfg["name"])
+            continue
+        out.append(spec)
+    return out
+
+
+def _check_writable(out: pathlib.Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {out} is not writable ({exc.strerror or exc}); choose a writable "
+                         f"directory with --out") from None
+
+
+def _configure(args, parser) -> tuple[dict, pathlib.Path]:
+    """Validate the arguments and return the effective preset and output directory (exit 2 on error)."""
+    from ibtoolkit import available_estimators
+
+    try:
+        preset = _presets.get_preset(args.preset)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.estimator:
+        known = available_estimators()
+        bad = [n for n in args.estimator if n != "all" and n not in known]
+        if bad:
+            parser.error(f"unknown estimator(s) {', '.join(bad)}; available: {', '.join(known)} (or 'all')")
+    if args.dataset:
+        from experiments import datasets
+
+        known = datasets.available_datasets()
+        bad = [d for d in args.dataset if d not in known]
+        if bad:
+            parser.error(f"unknown dataset(s) {', '.join(bad)}; available: {', '.join(known)}")
+        preset["datasets"] = list(dict.fromkeys(args.dataset))
+    if args.epochs is not None:
+        if args.epochs < 1:
+            parser.error(f"--epochs must be a positive number of training epochs, got {args.epochs}")
+        for model in preset["models"]:
+            model["epochs"] = args.epochs
+    if args.seeds is not None:
+        try:
+            preset["seeds"] = _parse_seeds(args.seeds)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.jobs == 0 or args.jobs < -1:
+        parser.error(f"--jobs must be a positive number of workers or -1 (all cores), got {args.jobs}")
+    out = pathlib.Path(args.out if args.out else os.path.join("results", preset["name"]))
+    try:
+        _check_writable(out)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return preset, out
+
+
+# -- estimation with a per-(run, estimator) cache ------------------------------------------------
+def _estimate_cache_path(out: pathlib.Path, run_id: str, spec: dict) -> pathlib.Path:
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return out / "estimates" / run_id / f"{spec['name']}-{digest}.csv"
+
+
+def _store_token(store) -> str:
+    """Identifies the recorded content of a store: cached estimates of another content are stale."""
+    manifest = store.manifest
+    key = {"epochs": [int(e) for e in store.epochs], "created": manifest.get("created"),
+           "run": manifest.get("run")}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _estimate_run(store_dir, specs, out, *, resume, jobs, progress):
+    """The plane of one store under each spec; returns (list of DataFrames, list of failure strings)."""
+    from ibtoolkit import information_plane, open_store
+    from ibtoolkit.plane import read_plane, write_plane
+
+    store = open_store(store_dir)
+    token = _store_token(store)
+    frames, failures = [], []
+    for spec in specs:
+        path = _estimate_cache_path(out, store.directory.name, spec)
+        token_file = path.with_suffix(".token")
+        if resume and path.is_file() and token_file.is_file() and token_file.read_text() == token:
+            log.info("skip estimation %s / %s: already computed", store.directory.name, spec["name"])
+            frames.append(read_plane(path))
+            continue
+        try:
+            df = information_plane(store, [spec], n_jobs=jobs, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - one failed estimator must not stop the others
+            failures.append(f"{store.directory.name} / {spec['name']}: {type(exc).__name__}: {exc}")
+            log.error("estimation failed: %s", failures[-1])
+            continue
+        write_plane(df, path)
+        token_file.write_text(token)
+        frames.append(df)
+    return frames, failures
+
+
+# -- the whole experiment ------------------------------------------------------------------------
+def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume: bool = False,
+                   progress: bool = True) -> dict:
+    """Run a preset end to end into ``out``; returns a summary dict.
+
+    Keys: ``out``, ``runs`` (run configs), ``stores`` (run_id -> directory), ``plane`` (DataFrame),
+    ``phases`` (DataFrame or None), ``failures`` (list of strings), ``report`` (path), ``verdicts``
+    (text printed at the end), ``timings`` (seconds per stage).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from experiments import report as _report
+    from experiments.training import expand_runs, train_run
+
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "preset.json").write_text(json.dumps(preset, indent=2, sort_keys=True))
+    runs = expand_runs(preset)
+    failures: list[str] = []
+    stores: dict[str, pathlib.Path] = {}
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    for cfg in tqdm(runs, desc="training", unit="run", disable=not progress):
+        try:
+            stores[cfg["run_id"]] = train_run(cfg, out, resume=resume)
+        except Exception as exc:  # noqa: BLE001 - reported; the other runs go on
+            failures.append(f"training {cfg['run_id']}: {type(exc).__name__}: {exc}")
+            log.error("%s", failures[-1])
+    timings["training"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    frames = []
+    for cfg in runs:
+        if cfg["run_id"] not in stores:
+            continue
+        try:
+            specs = resolve_estimators(estimators, cfg["model"])
+        except ValueError as exc:
+            failures.append(f"estimators of {cfg['run_id']}: {exc}")
+            continue
+        got, bad = _estimate_run(stores[cfg["run_id"]], specs, out, resume=resume, jobs=jobs,
+                                 progress=progress)
+        frames.extend(got)
+        failures.extend(bad)
+    plane = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+    if len(plane):
+        from ibtoolkit.plane import write_plane
+
+        write_plane(plane, out / "information_plane.csv")
+        bad_rows = plane[plane["status"] != "ok"]
+        for (run, est, status), group in bad_rows.groupby(["run", "estimator", "status"], sort=True):
+            first = group["error"].iloc[0]
+            failures.append(f"{run} / {est}: {len(group)} estimate(s) {status}, e.g. {first}")
+    timings["estimation"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    analysis = _report.analyse(plane) if len(plane) else _report.Analysis.empty()
+    failures.extend(analysis.failures)
+    if analysis.phases is not None:
+        analysis.phases.to_csv(out / "phases.csv", index=False)
+    timings["phases"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    figures, fig_failures = _report.make_figures(plane, analysis, out / "figures") if len(plane) else ({}, [])
+    failures.extend(fig_failures)
+    timings["figures"] = time.perf_counter() - t0
+
+    report_path = _report.write_report(out, preset=preset, runs=runs, stores=stores, plane=plane,
+                                       analysis=analysis, figures=figures, failures=failures,
+                                       timings=timings)
+    return {"out": out, "runs": runs, "stores": stores, "plane": plane, "phases": analysis.phases,
+            "failures": failures, "report": report_path, "verdicts": analysis.verdict_text(),
+            "timings": timings}
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("experiments.run", "experiments.training", "experiments.report"):
+        logger = logging.getLogger(name)
+        logger.handlers = [h for h in logger.handlers if not getattr(h, "_ibtoolkit_cli", False)]
+        handler._ibtoolkit_cli = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING if quiet else logging.INFO)
+        logger.propagate = True
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m experiments.run``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.quiet)
+    import ibtoolkit  # noqa: F401  (Keras 2 mode before anything loads TensorFlow)
+
+    for plugin in args.plugin:
+        try:
+            load_plugin(plugin)
+        except Exception as exc:  # noqa: BLE001 - turned into a usage error that names the plugin
+            parser.error(f"--plugin {plugin}: could not import it ({type(exc).__name__}: {exc}); give an "
+                         f"importable module name or the path of a .py file")
+    if args.list_presets:
+        for name in _presets.available_presets():
+            print(f"{name:14s} {_presets.PRESETS[name]['description']}")
+        return 0
+    if args.list_estimators:
+        from ibtoolkit import available_estimators, get_estimator
+
+        for name in available_estimators():
+            est = get_estimator(name)
+            doc = (type(est).__doc__ or "").strip().splitlines()
+            print(f"{name:12s} {est.describe():40s} {doc[0] if doc else ''}")
+        return 0
+    preset, out = _configure(args, parser)
+    log.info("preset %s -> %s", preset["name"], out)
+    result = run_experiment(preset, out, estimators=args.estimator, jobs=args.jobs, resume=args.resume,
+                            progress=not args.no_progress)
+    print(result["verdicts"])
+    print(f"\nreport: {result['report']}")
+    if result["failures"]:
+        print(f"\n{len(result['failures'])} failure(s):", file=sys.stderr)
+        for line in result["failures"]:
+            print(f"  - {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Train one (dataset, model, seed) run into an activation store.
+
+A *run config* is a plain dict made by :func:`expand_runs` from a preset (see
+:mod:`experiments.presets`)::
+
+    {"run_id": "tishby-bnn-ste_sign-s0", "dataset": "tishby", "dataset_options": {},
+     "split": {"test_fraction": 0.2, "seed": 0}, "analysis": "all", "seed": 0,
+     "model": {...one model dict of the preset...}}
+
+:func:`train_run` sets every seed (Python, NumPy, TensorFlow) inside, clears the Keras session, builds
+the data (BNN inputs mapped to +-1 explicitly: Larq's sign maps 0 to +1, so {0,1} inputs would all
+become +1), builds and fits the model with :class:`ibtoolkit.IBCallback` writing to
+``out_dir/runs/<run_id>``, and records the run metadata (dataset, model, precision, variant, seed and
+the whole run config) in the store manifest so every information-plane row carries it.  Training
+is skipped when that store is already complete and was made from the same config.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import pathlib
+import shutil
+
+import numpy as np
+
+__all__ = ["expand_runs", "run_id", "train_run", "prepare_data", "build_model", "store_is_complete",
+           "run_directory"]
+
+log = logging.getLogger("experiments.training")
+
+
+# -- run configs ---------------------------------------------------------------------------------
+def run_id(dataset: str, model_name: str, seed: int) -> str:
+    """The run identifier, ``<dataset>-<model>-s<seed>``: also the store directory name."""
+    return f"{dataset}-{model_name}-s{int(seed)}"
+
+
+def expand_runs(preset: dict) -> list[dict]:
+    """One run config per (dataset, model, seed) of ``preset``, in that nesting order."""
+    names = [m["name"] for m in preset["models"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names in a preset must be unique, got {names}")
+    runs = []
+    for dataset in preset["datasets"]:
+        for model in preset["models"]:
+            for seed in preset["seeds"]:
+                runs.append({
+                    "run_id": run_id(dataset, model["name"], seed),
+                    "dataset": dataset,
+                    "dataset_options": copy.deepcopy(preset.get("dataset_options", {}).get(dataset, {})),
+                    "split": dict(preset.get("split", {"test_fraction": 0.2, "seed": 0})),
+                    "analysis": preset.get("analysis", "all"),
+                    "seed": int(seed),
+                    "model": copy.deepcopy(model),
+                })
+    return runs
+
+
+def run_directory(out_dir, run_config) -> pathlib.Path:
+    """``out_dir/runs/<run_id>``."""
+    return pathlib.Path(out_dir) / "runs" / run_config["run_id"]
+
+
+def _training_key(run_config) -> dict:
+    """The parts of a run config that determine the trained store (estimators excluded)."""
+    model = {k: v for k, v in run_config["model"].items() if k != "estimators"}
+    return {"dataset": run_config["dataset"], "dataset_options": run_config.get("dataset_options", {}),
+            "split": run_config.get("split"), "analysis": run_config.get("analysis"),
+            "seed": run_config["seed"], "model": model}
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def store_is_complete(directory, run_config=None) -> bool:
+    """True when ``directory`` holds a store with status ``complete`` (and, if ``run_config`` is
+    given, one trained from the same dataset/model/seed/epochs settings)."""
+    directory = pathlib.Path(directory)
+    if not (directory / "manifest.json").exists():
+        return False
+    from ibtoolkit.store import StoreError, open_store
+
+    try:
+        store = open_store(directory)
+    except StoreError as exc:
+        log.warning("existing store %s is unreadable (%s); it will be retrained", directory, exc)
+        return False
+    if store.status != "complete":
+        return False
+    if run_config is None:
+        return True
+    manifest = store.manifest
+    run = manifest.get("run") or (manifest.get("model") or {}).get("run") or {}
+    recorded = run.get("training")
+    return recorded is not None and _canonical(recorded) == _canonical(_training_key(run_config))
+
+
+# -- data and model ------------------------------------------------------------------------------
+def prepare_data(run_config) -> dict:
+    """Load and split the dataset of a run; preprocess the inputs explicitly.
+
+    Images are flattened and 8-bit values scaled to [0, 1] (:func:`experiments.datasets.scale`).
+    Binary models get +-1 inputs: {0, 1} data through :func:`experiments.datasets.to_pm1`, other
+    data in [0, 1] thresholded at 0.5 (``2 * (x > 0.5) - 1``), since a sign quantizer would send
+    every non-negative input to +1.  ``split["test_fraction"]`` None means the dataset's standard
+    split (``load(name, split="train")`` / ``split="test"``, e.g. MNIST's 60 000 / 10 000).
+
+    Returns a dict with ``x_train, y_train, x_test, y_test`` (what ``fit`` sees), ``x_analysis,
+    y_analysis`` (the samples the information plane is measured on) and ``info``.
+    """
+    from experiments import datasets
+
+    name, options = run_config["dataset"], dict(run_config.get("dataset_options", {}))
+    split = run_config.get("split") or {}
+    binary = run_config["model"]["precision"] == "binary"
+    if split.get("test_fraction") is None:
+        train, test = (datasets.load(name, **{**options, "split": part}) for part in ("train", "test"))
+        x_train, y_train, x_test, y_test = train.x, train.y, test.x, test.y
+        info = dict(test.info)
+    else:
+        data = datasets.load(name, **options)
+        train_idx, test_idx = datasets.train_test_split(data, split["test_fraction"], split.get("seed", 0))
+        x_train, y_train, x_test, y_test = data.x[train_idx], data.y[train_idx], data.x[test_idx], data.y[test_idx]
+        info = dict(data.info)
+    x_train, x_test = (_preprocess(x, binary) for x in (x_train, x_test))
+    y_train, y_test = np.asarray(y_train, np.int64), np.asarray(y_test, np.int64)
+    analysis = run_config.get("analysis", "all")
+    if analysis == "all":
+        x_an, y_an = np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
+        if split.get("test_fraction") is not None:  # back to the dataset's own order
+            order = np.argsort(np.concatenate([train_idx, test_idx]), kind="stable")
+            x_an, y_an = x_an[order], y_an[order]
+    elif analysis == "test":
+        x_an, y_an = x_test, y_test
+    else:
+        raise ValueError(f"analysis must be 'all' or 'test', got {analysis!r}")
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+            "x_analysis": np.ascontiguousarray(x_an), "y_analysis": y_an, "info": info}
+
+
+def _preprocess(x, binary: bool) -> np.ndarray:
+    from experiments import datasets
+
+    x = datasets.flatten(x)
+    if x.dtype == np.uint8 and x.max(initial=0) > 1:
+        x = datasets.scale(x, 255.0)
+    x = np.asarray(x, dtype=np.float32)
+    if not binary:
+        return x
+    if np.isin(x, (0.0, 1.0)).all():
+        return datasets.to_pm1(x)
+    return np.where(x > 0.5, 1.0, -1.0).astype(np.float32)
+
+
+def build_model(model_cfg: dict, *, input_dim: int, n_classes: int, seed: int):
+    """Build and compile the model of ``model_cfg`` (see :mod:`experiments.presets`)."""
+    import tensorflow as tf
+
+    from ibtoolkit import models
+
+    kwargs = {"widths": tuple(model_cfg["widths"]), "n_classes": n_classes, "input_dim": input_dim,
+              "precision": model_cfg["precision"], "batch_norm": model_cfg.get("batch_norm", False),
+              "seed": seed}
+    if model_cfg["precision"] == "binary":
+        kwargs["input_quantizer"] = model_cfg.get("input_quantizer", "ste_sign")
+        kwargs["kernel_quantizer"] = model_cfg.get("kernel_quantizer", "ste_sign")
+    else:
+        kwargs["activation"] = model_cfg.get("activation", "tanh")
+    model = models.mlp(**kwargs)
+    name = model_cfg.get("optimizer", "adam").lower()
+    optimizers = {"adam": tf.keras.optimizers.Adam, "sgd": tf.keras.optimizers.SGD,
+                  "rmsprop": tf.keras.optimizers.RMSprop}
+    if name not in optimizers:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(optimizers)}")
+    model.compile(optimizer=optimizers[name](learning_rate=float(model_cfg["lr"])),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _set_seeds(seed: int, threads: int | None) -> None:
+    import tensorflow as tf
+
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError as exc:  # the TF runtime of this process is already initialised
+            log.warning("could not limit TensorFlow to %d thread(s) in this process: %s", threads, exc)
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(int(seed))  # Python, NumPy and TensorFlow
+
+
+# -- the run -------------------------------------------------------------------------------------
+def train_run(run_config: dict, out_dir, *, resume: bool = True, threads: int | None = None,
+              verbose: int = 0) -> pathlib.Path:
+    """Train one run into ``out_dir/runs/<run_id>`` and return that store directory.
+
+    Parameters
+    ----------
+    run_config : dict
+        One element of :func:`expand_runs`.
+    out_dir : path
+        Output root; the store goes to ``out_dir/runs/<run_id>``.
+    resume : bool
+        Skip training when that store is already complete and was trained from the same settings.
+        An incomplete or different store (and, with ``resume=False``, any store) is replaced: the
+        model weights are not checkpointed, so a half-trained run restarts from epoch 0.
+    threads : int, optional
+        Limit TensorFlow to this many intra/inter-op threads (for parallel workers).
+    """
+    directory = run_directory(out_dir, run_config)
+    if resume and store_is_complete(directory, run_config):
+        log.info("skip training %s: store complete", run_config["run_id"])
+        return directory
+    if directory.exists():
+        if not (directory / "manifest.json").exists() and any(directory.iterdir()):
+            raise ValueError(f"{directory} exists and is not an activation store; move it away or "
+                             f"choose another --out")
+        log.info("replacing store %s", directory)
+        shutil.rmtree(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+
+    import ibtoolkit  # noqa: F401  (Keras 2 mode before TensorFlow)
+    import tensorflow as tf  # noqa: F401
+
+    from ibtoolkit.callback import IBCallback
+
+    seed = int(run_config["seed"])
+    _set_seeds(seed, threads)
+    data = prepare_data(run_config)
+    model_cfg = run_config["model"]
+    n_classes = int(max(data["y_train"].max(), data["y_test"].max()) + 1)
+    model = build_model(model_cfg, input_dim=data["x_train"].shape[1], n_classes=n_classes, seed=seed)
+    run_meta = {"run_id": run_config["run_id"], "dataset": run_config["dataset"], "model": model_cfg["name"],
+                "precision": model_cfg["precision"], "variant": model_cfg["variant"], "seed": seed,
+                "training": _training_key(run_config)}
+    dataset_meta = {"name": run_config["dataset"], "seed": seed, "n_train": int(len(data["y_train"])),
+                    "n_test": int(len(data["y_test"])), "analysis": run_config.get("analysis", "all"),
+                    "source": str(data["info"].get("source", ""))}
+    _create_store(directory, model, data, model_cfg, run_meta, dataset_meta)
+    callback = IBCallback(data["x_analysis"], data["y_analysis"], directory=directory,
+                          schedule=model_cfg.get("schedule", "log"), n_points=int(model_cfg.get("n_points", 100)),
+                          dataset=dataset_meta)
+    model.fit(data["x_train"], data["y_train"], validation_data=(data["x_test"], data["y_test"]),
+              epochs=int(model_cfg["epochs"]), batch_size=int(model_cfg["batch_size"]), shuffle=True,
+              verbose=verbose, callbacks=[callback])
+    return directory
+
+
+def _create_store(directory, model, data, model_cfg, run_meta, dataset_meta) -> None:
+    """Create the run's store with the run metadata in the manifest's ``model`` entry.
+
+    :class:`~ibtoolkit.IBCallback` describes the Keras model itself and has no parameter for run
+    metadata, so the store is created here first (same taps, inputs and labels) with a ``model``
+    description that carries ``name``, ``precision``, ``variant``, ``seed`` (what
+    :func:`ibtoolkit.information_plane` reads into its rows) and ``run`` (the whole training key);
+    the callback then reopens it for appending.
+    """
+    from ibtoolkit.store import ActivationStore
+    from ibtoolkit.taps import representation_taps
+
+    taps = representation_taps(model)
+    desc = {"name": model_cfg["name"], "keras_name": model.name, "precision": model_cfg["precision"],
+            "variant": model_cfg["variant"], "seed": run_meta["seed"], "n_params": int(model.count_params()),
+            "config": json.loads(model.to_json()), "run": run_meta}
+    x = data["x_analysis"]
+    store = ActivationStore.create(directory, inputs=x.reshape(x.shape[0], -1), labels=data["y_analysis"],
+                                   layers=[(t.name, t.width) for t in taps], binary=[t.binary for t in taps],
+                                   model=desc, dataset=dataset_meta, resume=False)
+    store.close()

@@ -1,0 +1,154 @@
+"""`python -m experiments.run` end to end on the `tiny` preset (in-process), plus argument errors.
+
+Ground truth used: the 12-bit dataset has 4096 distinct inputs (log2 N = 12 bits) and H(Y) =
+0.99916 bits; on ±1 codes the plug-in estimator of a third-party plugin, the built-in `exact`
+and `binning` (30 bins on [-1, 1] put -1 and +1 in different bins) must give identical values.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ibtoolkit  # noqa: F401  (Keras 2 mode before TensorFlow)
+from experiments.run import main
+from ibtoolkit.plane import BASE_COLUMNS, read_plane
+
+PLUGIN = str(pathlib.Path(__file__).parent / "plugins" / "my_estimator_plugin.py")
+RUNS = ("tishby-dnn-tanh-s0", "tishby-bnn-ste_sign-s0")
+ESTIMATORS = ["--estimator", "exact", "--estimator", "binning", "--estimator", "naive_plugin"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "out"
+    code = main(["--preset", "tiny", "--out", str(out), "--plugin", PLUGIN, *ESTIMATORS, "--no-progress"])
+    return out, code
+
+
+def test_tiny_run_writes_every_output(tiny_run):
+    out, code = tiny_run
+    assert code == 0
+    for run in RUNS:
+        manifest = json.loads((out / "runs" / run / "manifest.json").read_text())
+        assert manifest["status"] == "complete"
+    for name in ("information_plane.csv", "phases.csv", "report.md", "preset.json"):
+        assert (out / name).is_file(), name
+    pngs = sorted(p.stem for p in (out / "figures").glob("*.png"))
+    pdfs = sorted(p.stem for p in (out / "figures").glob("*.pdf"))
+    assert pngs and pngs == pdfs
+    assert any(s.startswith("plane-") for s in pngs) and any(s.startswith("mi-") for s in pngs)
+    assert any(s.startswith("metrics-") for s in pngs) and any(s.startswith("grid-") for s in pngs)
+    report = (out / "report.md").read_text()
+    for section in ("## Runs", "## Phases", "## Checks", "## Figures"):
+        assert section in report
+    linked = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+    assert linked and all((out / rel).is_file() for rel in linked)
+
+
+def test_plane_csv_columns_and_ground_truth(tiny_run):
+    out, _ = tiny_run
+    df = read_plane(out / "information_plane.csv")
+    for col in BASE_COLUMNS + ["loss", "accuracy", "val_loss", "val_accuracy", "status", "error"]:
+        assert col in df.columns, col
+    assert (df["status"] == "ok").all(), df.loc[df["status"] != "ok", "error"].tolist()
+    # exact is discrete-only: dropped for the full-precision net; 2 hidden layers x epochs 0..4
+    counts = df.groupby(["run", "estimator"]).size().to_dict()
+    assert counts == {(RUNS[0], "binning"): 10, (RUNS[0], "naive_plugin"): 10,
+                      (RUNS[1], "binning"): 10, (RUNS[1], "exact"): 10, (RUNS[1], "naive_plugin"): 10}
+    assert sorted(df["epoch"].unique()) == [0, 1, 2, 3, 4]
+    meta = df.drop_duplicates("run").set_index("run")
+    assert meta.loc[RUNS[1], ["dataset", "model", "precision", "variant"]].tolist() == \
+        ["tishby", "bnn-ste_sign", "binary", "ste_sign"]
+    assert meta.loc[RUNS[0], ["model", "precision", "variant"]].tolist() == ["dnn-tanh", "full", "tanh"]
+    assert (df["seed"] == 0).all()
+    assert np.allclose(df["ixt_ceiling"], 12.0, atol=1e-12)
+    assert np.allclose(df["h_y"], 0.99916, atol=5e-6)
+    trained = df[df["epoch"] >= 1]
+    assert trained[["loss", "accuracy", "val_loss", "val_accuracy"]].notna().all().all()
+    assert trained["val_accuracy"].between(0, 1).all()
+
+    bnn = df[df["run"] == RUNS[1]].pivot_table(index=["layer", "epoch"], columns="estimator",
+                                                 values=["ixt", "ity"])
+    for value in ("ixt", "ity"):  # the plugin, exact and binning agree on +-1 codes
+        assert np.allclose(bnn[value]["naive_plugin"], bnn[value]["exact"], atol=1e-9)
+        assert np.allclose(bnn[value]["binning"], bnn[value]["exact"], atol=1e-9)
+    b = df[(df["run"] == RUNS[1]) & (df["estimator"] == "exact")]
+    assert (b["ixt"] <= np.minimum(b["width"], 12) + 1e-9).all()
+    assert (b["ity"] <= b["ixt"] + 1e-9).all() and (b["ity"] <= b["h_y"] + 1e-9).all()
+
+    phases = pd.read_csv(out / "phases.csv")
+    assert {"layer", "estimator"} <= set(phases.columns) and len(phases)
+
+
+def test_resume_skips_training_and_estimation(tiny_run, capsys):
+    out, _ = tiny_run
+    manifests = {run: out / "runs" / run / "manifest.json" for run in RUNS}
+    before = {run: (p.stat().st_mtime_ns, p.read_bytes()) for run, p in manifests.items()}
+    csv_before = pd.read_csv(out / "information_plane.csv")
+    capsys.readouterr()
+    code = main(["--preset", "tiny", "--out", str(out), "--plugin", PLUGIN, *ESTIMATORS, "--resume",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0
+    for run in RUNS:
+        assert f"skip training {run}: store complete" in err
+        assert f"skip estimation {run} / exact" in err or run == RUNS[0]
+        assert (manifests[run].stat().st_mtime_ns, manifests[run].read_bytes()) == before[run]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "information_plane.csv"), csv_before)
+
+
+def test_failing_estimator_finishes_the_rest_and_exits_nonzero(tiny_run, capsys):
+    out, _ = tiny_run
+    code = main(["--preset", "tiny", "--out", str(out), "--plugin", PLUGIN, "--estimator", "binning",
+                 "--estimator", "always_fails", "--resume", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "failure(s)" in captured.err and "always_fails" in captured.err
+    df = read_plane(out / "information_plane.csv")
+    assert (df.loc[df["estimator"] == "binning", "status"] == "ok").all()
+    assert (df.loc[df["estimator"] == "always_fails", "status"] == "failed").all()
+    assert (df.loc[df["estimator"] == "always_fails", "error"].str.contains("always_fails was asked")).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--estimator", "nope"], "unknown estimator(s) nope; available: "),
+    (["--preset", "nope"], "unknown preset 'nope'; available: paper, paper-digits, paper-mnist, quick, tiny"),
+    (["--dataset", "nope"], "unknown dataset(s) nope; available: digits, fashion_mnist, mnist, tishby"),
+    (["--epochs", "-3"], "--epochs must be a positive number of training epochs, got -3"),
+    (["--seeds", "x"], "--seeds takes a positive count N"),
+    (["--jobs", "0"], "--jobs must be a positive number of workers or -1"),
+    (["--plugin", "no_such_module_xyz"], "--plugin no_such_module_xyz: could not import it"),
+])
+def test_bad_arguments_exit_2_with_a_useful_message(args, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["--preset", "tiny", "--out", str(tmp_path / "o"), *args] if "--preset" not in args
+             else ["--out", str(tmp_path / "o"), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    if args[0] == "--estimator":
+        assert "exact" in err and "kde" in err
+
+
+def test_unwritable_out_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SystemExit) as exc:
+        main(["--preset", "tiny", "--out", str(blocker / "sub")])
+    assert exc.value.code == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_list_estimators_in_a_real_subprocess():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", "--list-estimators", "--plugin", PLUGIN],
+                          capture_output=True, text=True, env=env, timeout=120,
+                          cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert {"exact", "binning", "kde", "ksg", "naive_plugin"} <= set(names)
