@@ -1,0 +1,316 @@
+"""``IBCallback``: record hidden representations during ``model.fit`` into an activation store.
+
+``model.fit(x, y, callbacks=[IBCallback(x_analysis, y_analysis)])`` records, for every hidden layer,
+the representation :math:`T_\\ell(x)` of each analysis sample (the tensor the next layer consumes,
+in inference mode, see :mod:`ibtoolkit.taps`) at epoch 0 (before any update) and at the epochs of a
+schedule (:mod:`ibtoolkit.schedules`), so that I(X;T) and I(T;Y) can be estimated afterwards
+(Shwartz-Ziv & Tishby 2017; Raj, Nayak & Kalyani 2020) by any estimator, from the store alone.
+
+Epoch numbering (the store's): epoch k is the network after k completed training epochs; Keras'
+``on_epoch_end(epoch=i)`` records epoch ``i + 1 + offset``.  The offset continues a run: a second
+``fit`` on the same callback, or a new callback on an existing store directory, continues after the
+epochs already trained (``max(epochs trained by this callback, last stored epoch)``), unless
+``initial_epoch`` already says so (then ``offset = max(0, start - initial_epoch)``).
+
+Live estimation: with ``estimators=["exact", ...]`` the callback also estimates I(X;T) and I(T;Y)
+(bits) at each recorded epoch and adds ``ib/<layer>/ixt`` and ``ib/<layer>/ity`` (first estimator)
+or ``ib/<estimator>/<layer>/ixt`` (others) to the Keras ``logs``: they reach ``History`` (only at
+recorded epochs, so those lists are shorter than ``loss``) and callbacks placed after this one
+(e.g. ``TensorBoard``).  The values are also stored with the epoch's metrics.
+
+Divergence (non-finite loss or activations, issue 7): an event ``diverged`` is recorded, the status
+set to ``diverged``, one warning issued, and nothing more is recorded; earlier epochs are kept and
+no NaN array is written.
+"""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import _keras
+
+_keras.ensure_legacy_keras()
+
+import tensorflow as tf  # noqa: E402
+
+from .registry import get_estimator  # noqa: E402
+from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
+from .taps import make_extractor, representation_taps  # noqa: E402
+from .validation import as_labels  # noqa: E402
+
+__all__ = ["IBCallback", "DivergenceWarning", "default_directory"]
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Training produced a non-finite loss or representation; recording stopped."""
+
+
+def default_directory(model_name: str, root="ib_runs") -> Path:
+    """A fresh ``<root>/<model name>-<YYYYmmdd-HHMMSS>`` (suffix ``-2``, ``-3``... if taken)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(model_name)) or "model"
+    base = Path(root) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
+
+
+def _analysis_labels(y, n: int) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] > 1:  # accept exact one-hot rows only, never a soft argmax
+        ok = np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all()
+        if not ok:
+            raise ValueError(f"y has shape {arr.shape} but its rows are not one-hot; give integer labels (N,)")
+        arr = arr.argmax(axis=1)
+    labels = as_labels(arr, name="y")
+    if labels.shape[0] != n:
+        raise ValueError(f"x has {n} samples but y has {labels.shape[0]}")
+    return labels
+
+
+def _scalar_metrics(logs) -> dict[str, float]:
+    out = {}
+    for key, value in (logs or {}).items():
+        arr = np.asarray(value)
+        if arr.ndim == 0 and (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            out[str(key)] = float(arr)
+    return out
+
+
+def _describe_model(model, taps) -> dict:
+    desc = {"name": model.name, "class": type(model).__name__, "n_params": int(model.count_params())}
+    try:
+        desc["config"] = json.loads(model.to_json())
+    except (NotImplementedError, TypeError, ValueError) as exc:  # subclassed models have no config
+        desc["config"] = None
+        desc["config_error"] = f"{type(exc).__name__}: {exc}"
+    lines: list[str] = []
+    try:
+        import larq as lq
+
+        lq.models.summary(model, print_fn=lines.append)
+    except (ValueError, TypeError, AttributeError) as exc:  # fall back to the Keras summary, say why
+        lines = [f"(larq summary unavailable: {type(exc).__name__}: {exc})"]
+        model.summary(print_fn=lines.append)
+    desc["summary"] = "\n".join(lines)
+    desc["taps"] = [{"name": t.name, "width": t.width, "binary": t.binary, "source": t.source,
+                     "quantizer": None if t.quantizer is None else
+                     getattr(t.quantizer, "name", None) or getattr(t.quantizer, "__name__", repr(t.quantizer))}
+                    for t in taps]
+    return desc
+
+
+class IBCallback(tf.keras.callbacks.Callback):
+    """Record every hidden representation of a model on an analysis set while it trains.
+
+    Parameters
+    ----------
+    x, y : arrays
+        The analysis set (Keras callbacks never see the data given to ``fit``): inputs (N, ...) and
+        integer labels (N,) (exact one-hot rows are accepted).  Stored once in the store.
+    directory : path or None
+        Store directory; default a fresh ``ib_runs/<model name>-<YYYYmmdd-HHMMSS>``.  An existing
+        store with the same layers and analysis set is continued.
+    schedule : str or list of int
+        ``"log"`` (default), ``"all"``, ``"every:k"``, ``"dense:K,log"`` or explicit epochs
+        (see :func:`ibtoolkit.schedules.epoch_schedule`); epoch 0 is always recorded.
+    n_points : int
+        Size of a log schedule over the run.
+    layers : list of str or None
+        Layers to tap (default: every hidden layer, see :func:`ibtoolkit.taps.representation_taps`).
+    estimators : list or None
+        Estimators (names, dicts or instances for :func:`ibtoolkit.get_estimator`) to run live.
+    dataset : str or dict or None
+        Dataset description for the manifest (name, split...); sizes are added automatically.
+    batch_size : int
+        Rows per extraction batch.
+    dtype : {"float32", "float16"}
+        Storage type of continuous layers.
+    verbose : int
+        0 silent; 1 prints the store directory and the number of recorded epochs.
+    """
+
+    def __init__(self, x, y, directory=None, schedule="log", n_points: int = DEFAULT_N_POINTS, layers=None,
+                 estimators=None, dataset=None, batch_size: int = 4096, dtype: str = "float32", verbose: int = 0):
+        super().__init__()
+        x = np.asarray(x)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise ValueError(f"x must be a numeric array, got dtype {x.dtype}")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (N, features...) with N >= 1, got {x.shape}")
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            raise ValueError("x contains NaN or infinite values")
+        self.x = x
+        self.y = _analysis_labels(y, x.shape[0])
+        if isinstance(schedule, str):
+            epoch_schedule(schedule, 10, n_points)  # validates the spec and n_points now, not after training
+        else:
+            sched = np.asarray(schedule)
+            epoch_schedule(schedule, int(sched.max()) if sched.size and sched.dtype != object else 0, n_points)
+        self.schedule = schedule
+        self.n_points = n_points
+        self.layers = None if layers is None else list([layers] if isinstance(layers, str) else layers)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+        self.dtype = dtype
+        self.verbose = int(verbose)
+        if dataset is None:
+            dataset = {}
+        elif isinstance(dataset, str):
+            dataset = {"name": dataset}
+        elif not isinstance(dataset, dict):
+            raise ValueError(f"dataset must be a name, a dict or None, got {type(dataset).__name__}")
+        self.dataset = dict(dataset)
+        self.estimators = [get_estimator(spec) for spec in (estimators or [])]
+        names = [e.name or type(e).__name__ for e in self.estimators]
+        if len(set(names)) != len(names):
+            raise ValueError(f"estimators must have distinct names (their log keys would clash), got {names}")
+        self._estimator_names = names
+        self._x_est = x.reshape(x.shape[0], -1)
+        self.directory = None if directory is None else Path(directory)
+        # state across fit calls
+        self.taps = None
+        self.store = None
+        self._extractor = None
+        self._prepared = None
+        self._model_id = None
+        self._trained = 0          # epochs completed as far as this callback knows (absolute)
+        self._diverged = False
+        self._warned = False
+        self._last_logs: dict = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_train_begin(self, logs=None):
+        from .store import ActivationStore
+
+        model = self.model
+        if self._extractor is None or self._model_id != id(model):
+            self.taps = representation_taps(model, self.layers)
+            self._extractor = make_extractor(model, self.taps, self.batch_size)
+            self._prepared = self._extractor.prepare(self.x)
+            self._model_id = id(model)
+        if self.directory is None:
+            self.directory = default_directory(model.name)
+        n_classes = int(self.y.max()) + 1
+        dataset = {**self.dataset, "n_samples": int(self.x.shape[0]), "input_shape": list(self.x.shape[1:]),
+                   "n_classes": n_classes, "label_counts": np.bincount(self.y, minlength=n_classes).tolist()}
+        schedule = {"spec": self.schedule if isinstance(self.schedule, str) else np.asarray(self.schedule).tolist(),
+                    "n_points": int(self.n_points)}
+        self.store = ActivationStore.create(
+            self.directory, inputs=self._x_est, labels=self.y, layers=[(t.name, t.width) for t in self.taps],
+            binary=[t.binary for t in self.taps], model=_describe_model(model, self.taps), dataset=dataset,
+            schedule=schedule, dtype=self.dtype, resume=True)
+        self.store.set_status("running")
+        epochs = self.store.epochs
+        self._stored_last = int(epochs[-1]) if len(epochs) else None
+        self._start = max(self._trained, self._stored_last or 0)
+        self._offset = None  # known at the first on_epoch_begin (Keras does not tell initial_epoch earlier)
+        self._to_record = set()
+        self._end = None
+        if self.verbose:
+            print(f"IBCallback: recording {len(self.taps)} layers of {model.name!r} to {self.directory}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._offset is not None:
+            return
+        self._offset = max(0, self._start - int(epoch))
+        current = int(epoch) + self._offset          # epochs completed before this update
+        self._end = int(self.params.get("epochs", epoch + 1)) + self._offset
+        self._to_record = self._planned(current, self._end)
+        if self._stored_last is None and not self._diverged:
+            self._record(current, {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._offset is None:  # defensive: fit always calls on_epoch_begin first
+            self.on_epoch_begin(epoch, logs)
+        absolute = int(epoch) + 1 + self._offset
+        self._trained = absolute
+        self._last_logs = logs if logs is not None else {}
+        if self._diverged:
+            return
+        bad = [k for k, v in _scalar_metrics(logs).items() if k.endswith("loss") and not np.isfinite(v)]
+        if bad:
+            self._diverge(absolute, f"non-finite {', '.join(bad)} at epoch {absolute}")
+            return
+        if absolute in self._to_record:
+            self._record(absolute, logs)
+
+    def on_train_end(self, logs=None):
+        if self.store is None:
+            return
+        try:
+            if not self._diverged:
+                if self._stored_last is None and self._offset is None:  # fit ran no epoch at all
+                    self._record(self._start, {})
+                if (isinstance(self.schedule, str) and self._stored_last is not None
+                        and self._trained > self._stored_last):
+                    self._record(self._trained, self._last_logs)  # stopped early: the final state, as planned
+                if not self._diverged:
+                    done = self._end is not None and self._trained >= self._end
+                    self.store.set_status("complete" if done else "interrupted")
+        finally:
+            self.close()
+        if self.verbose:
+            print(f"IBCallback: {self.directory} holds epochs up to {self._stored_last}")
+
+    def close(self):
+        """Release the store (also done at the end of ``fit``)."""
+        if self.store is not None:
+            store, self.store = self.store, None
+            store.close()
+
+    # ------------------------------------------------------------------ recording
+    def _planned(self, current: int, end: int) -> set[int]:
+        if isinstance(self.schedule, str):
+            planned = epoch_schedule(self.schedule, end, self.n_points)
+        else:
+            wanted = np.asarray(self.schedule)
+            planned = epoch_schedule(self.schedule, max(end, int(wanted.max())), self.n_points)
+        return {int(e) for e in planned if current < e <= end}
+
+    def _record(self, epoch: int, logs) -> None:
+        acts = self._extractor(self._prepared)
+        bad = [name for name, a in acts.items() if not np.isfinite(a).all()]
+        if bad:
+            self._diverge(epoch, f"non-finite activations in {bad} at epoch {epoch}")
+            return
+        metrics = _scalar_metrics(logs)
+        live = self._estimate(epoch, acts)
+        metrics.update(live)
+        if logs is not None and live:
+            logs.update(live)  # the same dict reaches History and later callbacks
+        self.store.append(epoch, acts, metrics=metrics)
+        self._stored_last = epoch
+
+    def _estimate(self, epoch: int, acts) -> dict[str, float]:
+        out = {}
+        for i, (name, est) in enumerate(zip(self._estimator_names, self.estimators)):
+            prefix = "ib" if i == 0 else f"ib/{name}"
+            for tap in self.taps:
+                try:
+                    result = est.estimate(self._x_est, acts[tap.name], self.y)
+                except ValueError as exc:  # reported in the store and warned about; training goes on
+                    message = f"estimator {name!r} failed on layer {tap.name!r} at epoch {epoch}: {exc}"
+                    self.store.add_event("estimator_failed", message, epoch)
+                    warnings.warn(message, RuntimeWarning, stacklevel=2)
+                    continue
+                out[f"{prefix}/{tap.name}/ixt"] = result.ixt
+                out[f"{prefix}/{tap.name}/ity"] = result.ity
+        return out
+
+    def _diverge(self, epoch: int, message: str) -> None:
+        self._diverged = True
+        self.store.add_event("diverged", message, epoch)
+        self.store.set_status("diverged")
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"IBCallback: training diverged ({message}); recording stopped, epochs up to "
+                          f"{self._stored_last} are kept in {self.directory}", DivergenceWarning, stacklevel=2)
