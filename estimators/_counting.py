@@ -107,9 +107,9 @@ def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t") -
     lo, hi = a.min(), a.max()
     if lo == hi:  # one state
         return Keys(np.zeros(n, np.int64), 1, True)
-    binary = _two_valued(a, lo, hi)
-    if binary:
-        return _binary_keys(a, lo, hi)
+    bits = _two_valued(a, lo, hi)
+    if bits is not None:
+        return _binary_keys(a, lo, hi, bits)
     ints = _as_integer_codes(a)
     if ints is not None:
         cmin = ints.min(axis=0)
@@ -131,26 +131,33 @@ def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t") -
     return codes_keys(codes, levels)
 
 
-def _two_valued(a: np.ndarray, lo, hi) -> bool:
-    """Whether every entry of ``a`` equals ``lo`` or ``hi`` (its min and max)."""
-    if np.issubdtype(a.dtype, np.integer) and int(hi) - int(lo) == 1:
-        return True
-    if np.issubdtype(a.dtype, np.integer) and lo == -1 and hi == 1:
-        return np.count_nonzero(a) == a.size  # no zeros
-    return np.count_nonzero(a == lo) + np.count_nonzero(a == hi) == a.size
+def _two_valued(a: np.ndarray, lo, hi) -> np.ndarray | bool | None:
+    """If every entry of ``a`` is ``lo`` or ``hi`` (its min and max), the bits ``a == hi``
+    (or True when they are not needed), else None."""
+    if np.issubdtype(a.dtype, np.integer):
+        if int(hi) - int(lo) == 1:
+            return True
+        if lo == -1 and hi == 1:
+            return True if np.count_nonzero(a) == a.size else None  # no zeros
+    if a.shape[1] <= 24 and a.dtype == np.float32 and lo == -1 and hi == 1:
+        return True if np.count_nonzero(np.abs(a) == 1) == a.size else None
+    bits = a == hi
+    return bits if np.count_nonzero(bits) + np.count_nonzero(a == lo) == a.size else None
 
 
-def _binary_keys(a: np.ndarray, lo, hi) -> Keys:
-    """Bit-pack a two-valued array (bit 1 for ``hi``)."""
+def _binary_keys(a: np.ndarray, lo, hi, bits) -> Keys:
+    """Bit-pack a two-valued array (bit 1 for ``hi``); ``bits`` is ``a == hi`` if already computed."""
     n, d = a.shape
-    if d > 62:
-        return hash_rows(np.packbits(a == hi, axis=1))
     if d <= 24 and a.dtype == np.float32 and lo == -1 and hi == 1:
         # ±1 float32 (the common BNN case): sum_j t_j 2^j = 2 k - (2^d - 1), exact in float32
         s = a @ _POW2_F32[:d]
         codes = ((s + np.float32((1 << d) - 1)) * np.float32(0.5)).astype(np.int64)
         return Keys(codes, 1 << d)
-    return codes_keys((a == hi).view(np.uint8), np.full(d, 2, np.int64))
+    if not isinstance(bits, np.ndarray):
+        bits = a == hi
+    if d > 62:
+        return hash_rows(np.packbits(bits, axis=1))
+    return codes_keys(bits.view(np.uint8), np.full(d, 2, np.int64))
 
 
 def _as_integer_codes(a: np.ndarray) -> np.ndarray | None:
