@@ -1,0 +1,248 @@
+r"""``ksg``: k-nearest-neighbour estimators (Kozachenko–Leonenko, Kraskov–Stögbauer–Grassberger, Ross).
+
+KSG between the discrete analysis inputs X and a layer T is ill-posed (all input distances are
+ties), so the information plane uses the noisy representation :math:`\tilde T = T + \varepsilon`,
+:math:`\varepsilon \sim \mathcal N(0, \sigma^2 I_d)` (σ² = ``noise_variance``, shared with ``kde``;
+ε drawn once per shape from ``random_state``, so every layer and epoch of one width sees the same
+noise), and all distances are max-norm:
+
+* :math:`I(X;T) = h(\tilde T) - h(\varepsilon)`, :math:`h(\varepsilon) = \tfrac d2 \ln(2\pi e\sigma^2)`
+  in closed form (exact whenever T is a function of X, which holds for any deterministic network,
+  duplicate inputs included), and :math:`h(\tilde T)` by the Kozachenko–Leonenko estimator
+  (Kraskov et al. 2004, eq. 20, max-norm so :math:`c_d = 1`):
+
+  .. math:: \hat h = \psi(N) - \psi(k) + \frac dN \sum_i \ln(2 r_i),
+
+  :math:`r_i` the distance from :math:`\tilde t_i` to its k-th nearest neighbour.
+* :math:`I(T;Y)` by Ross (2014, "Mutual information between discrete and continuous data sets",
+  PLoS ONE 9:e87357) on the same :math:`\tilde T` (Ross's estimator breaks on the ties of raw
+  ±1 codes):
+
+  .. math:: \hat I = \psi(N) - \langle\psi(N_{y_i})\rangle + \langle\psi(k_i)\rangle - \langle\psi(m_i)\rangle,
+
+  :math:`d_i` the distance to the :math:`k_i`-th nearest neighbour of the same class
+  (:math:`k_i = \min(k, N_{y_i} - 1)`), :math:`m_i` the number of points of any class within
+  :math:`d_i` (the :math:`k_i`-th neighbour included, i itself not).  Points alone in their class
+  are left out (as scikit-learn does).
+
+One kd-tree query on :math:`\tilde T` for ``4k`` neighbours serves both: :math:`r_i` is the k-th
+column, and :math:`m_i` is the rank of the :math:`k_i`-th same-class neighbour in the list.  Rows
+whose :math:`k_i`-th same-class neighbour lies beyond that list (minority points in another
+class's region) are completed with one per-class tree query and one radius count.
+
+The generic :func:`ksg_mutual_information` (method ``mutual_information(a, b)``) is KSG
+algorithm 1 (Kraskov et al. 2004, eq. 8):
+:math:`\hat I = \psi(k) + \psi(N) - \langle \psi(n_a + 1) + \psi(n_b + 1)\rangle`, with the k-th
+neighbour distance :math:`\epsilon_i` in the joint max-norm space and :math:`n_a, n_b` the points
+strictly closer than :math:`\epsilon_i` in each marginal.  Each column is standardised (optionally
+after a rank/copula transform, legitimate because MI is invariant under per-variable monotone
+maps), then tiny seeded noise (1e-10 × scale) breaks ties.
+
+Negative values.  These estimators are biased and can dip below 0 where the true MI is 0.  The
+information-plane values ``ixt``/``ity`` and ``mutual_information`` are clamped at 0 (MI is
+non-negative); the raw values are in the extras ``ixt_raw``/``ity_raw`` and returned by the
+module-level functions, which do not clamp.  All results are in bits.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.spatial import cKDTree
+from scipy.special import digamma
+from scipy.stats import rankdata
+
+from ibtoolkit import Estimator, EstimateResult, register_estimator
+from ibtoolkit.estimator import LN2
+
+from .kde import InputGroups
+
+__all__ = ["KSGEstimator", "kl_entropy", "ross_mutual_information", "ksg_mutual_information"]
+
+_QUERY_FACTOR = 4  # neighbours queried per point = _QUERY_FACTOR * k (+ the point itself)
+
+
+# ----------------------------------------------------------------------------- helpers (nats)
+def _check_k(k, n: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if n <= k:
+        raise ValueError(f"kNN estimators need more than k={k} samples, got {n}")
+    return int(k)
+
+
+def _neighbours(z: np.ndarray, n_neighbours: int):
+    """Max-norm distances and indices of the ``n_neighbours`` nearest other points of every row."""
+    tree = cKDTree(z)
+    dist, idx = tree.query(z, k=n_neighbours + 1, p=np.inf, workers=-1)
+    return tree, dist[:, 1:], idx[:, 1:]
+
+
+def _kl_entropy_nats(dist_k: np.ndarray, d: int, k: int) -> float:
+    n = dist_k.shape[0]
+    r = dist_k
+    if np.any(r <= 0):
+        raise ValueError("Kozachenko-Leonenko entropy needs distinct points; got duplicate rows "
+                         "(add noise or use a discrete estimator)")
+    return float(digamma(n) - digamma(k) + d * np.mean(np.log(2.0 * r)))
+
+
+def _ross_nats(z, y, k, tree, dist, idx) -> tuple[float, int]:
+    """Ross (2014) I(Z;Y) in nats from a precomputed neighbour list; also returns the fallbacks.
+
+    ``dist``/``idx`` (N × m, self excluded, ascending) may be any length m >= 0.
+    """
+    n = z.shape[0]
+    _, y, counts = np.unique(y, return_inverse=True, return_counts=True)
+    keep = counts[y] > 1
+    if not keep.all():  # points alone in their class carry no neighbour information: drop them
+        z, y = z[keep], y[keep]
+        if z.shape[0] <= 1:
+            raise ValueError("Ross I(T;Y) needs at least one class with two or more samples")
+        return _ross_nats(z, y, k, *_neighbours(z, min(_QUERY_FACTOR * k, z.shape[0] - 1)))
+    k_i = np.minimum(k, counts[y] - 1)
+    same = y[idx] == y[:, None]                                   # N × m
+    cum = np.cumsum(same, axis=1)
+    hit = cum >= k_i[:, None]
+    found = hit[:, -1] if hit.shape[1] else np.zeros(n, dtype=bool)
+    pos = np.argmax(hit, axis=1) if hit.shape[1] else np.zeros(n, dtype=np.int64)
+    m = np.where(found, pos + 1, 0).astype(np.float64)
+    missing = np.flatnonzero(~found)
+    for c in np.unique(y[missing]):                               # loop over classes, not samples
+        rows = missing[y[missing] == c]
+        members = np.flatnonzero(y == c)
+        kc = int(min(k, members.size - 1))
+        dc, _ = cKDTree(z[members]).query(z[rows], k=kc + 1, p=np.inf, workers=-1)
+        radius = dc[:, kc] if dc.ndim == 2 else dc
+        m[rows] = tree.query_ball_point(z[rows], r=radius, p=np.inf, return_length=True,
+                                        workers=-1) - 1
+    value = digamma(n) - np.mean(digamma(counts[y])) + np.mean(digamma(k_i)) - np.mean(digamma(m))
+    return float(value), int(missing.size)
+
+
+def _prepare(a: np.ndarray, rng: np.random.Generator, copula: bool) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if copula:
+        a = rankdata(a, method="average", axis=0)
+    a = a - a.mean(axis=0)
+    std = a.std(axis=0)
+    a = a / np.where(std > 0, std, 1.0)
+    return a + 1e-10 * np.maximum(1.0, np.mean(np.abs(a), axis=0)) * rng.standard_normal(a.shape)
+
+
+# ----------------------------------------------------------------------------- public functions (bits)
+def kl_entropy(z, k: int = 3) -> float:
+    """Kozachenko–Leonenko differential entropy of the rows of ``z`` (N × d), max-norm, in bits."""
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim == 1:
+        z = z[:, None]
+    k = _check_k(k, z.shape[0])
+    _, dist, _ = _neighbours(z, k)
+    return _kl_entropy_nats(dist[:, k - 1], z.shape[1], k) / LN2
+
+
+def ross_mutual_information(z, y, k: int = 3) -> float:
+    """Ross (2014) estimate of I(Z;Y) in bits for continuous ``z`` (N × d) and integer labels ``y``.
+
+    Not clamped: may be slightly negative when Z and Y are independent.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim == 1:
+        z = z[:, None]
+    k = _check_k(k, z.shape[0])
+    tree, dist, idx = _neighbours(z, min(_QUERY_FACTOR * k, z.shape[0] - 1))
+    return _ross_nats(z, np.asarray(y), k, tree, dist, idx)[0] / LN2
+
+
+def ksg_mutual_information(a, b, k: int = 3, copula: bool = False, random_state=0) -> float:
+    """KSG algorithm 1 estimate of I(A;B) in bits (max-norm, standardised, tie-breaking noise).
+
+    ``a`` (N × da) and ``b`` (N × db) are continuous arrays; not clamped (may be slightly
+    negative for independent variables).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a = a[:, None] if a.ndim == 1 else a
+    b = b[:, None] if b.ndim == 1 else b
+    n = a.shape[0]
+    k = _check_k(k, n)
+    rng = np.random.default_rng(random_state)
+    a, b = _prepare(a, rng, copula), _prepare(b, rng, copula)
+    _, dist, _ = _neighbours(np.hstack([a, b]), k)
+    radius = np.nextafter(dist[:, k - 1], 0)                      # strictly closer than eps_i
+    n_a = cKDTree(a).query_ball_point(a, r=radius, p=np.inf, return_length=True, workers=-1)
+    n_b = cKDTree(b).query_ball_point(b, r=radius, p=np.inf, return_length=True, workers=-1)
+    value = digamma(k) + digamma(n) - np.mean(digamma(n_a) + digamma(n_b))  # counts include self
+    return float(value) / LN2
+
+
+# ----------------------------------------------------------------------------- estimator
+@register_estimator("ksg")
+class KSGEstimator(Estimator):
+    """kNN information-plane estimator: Kozachenko–Leonenko I(X;T), Ross I(T;Y), KSG for pairs.
+
+    Parameters
+    ----------
+    k : int
+        Neighbours (Kraskov et al.: 3).
+    noise_variance : float
+        σ² of the Gaussian noise added to T (shared meaning with ``kde``; 0.1 by default).
+    random_state : int
+        Seed of that noise and of the tie-breaking noise of ``mutual_information``.
+    copula : bool
+        Rank-transform each column before KSG in ``mutual_information``.
+
+    Extras: ``ixt_raw``/``ity_raw`` (unclamped), ``h_t`` (h(T+ε) in bits), ``h_noise``,
+    ``ixt_ceiling`` (log2 of the number of distinct inputs), ``saturated`` (ixt within 1e-3 bits of
+    it or above), ``n_distinct_x``, ``ross_fallback_rows``.
+    """
+
+    def __init__(self, k: int = 3, noise_variance: float = 0.1, random_state: int = 0, copula: bool = False):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if isinstance(noise_variance, bool) or not isinstance(noise_variance, (int, float, np.number)) \
+                or not math.isfinite(noise_variance) or noise_variance <= 0:
+            raise ValueError(f"noise_variance must be a positive finite number, got {noise_variance!r}")
+        if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+            raise ValueError(f"random_state must be an integer seed, got {random_state!r}")
+        if not isinstance(copula, (bool, np.bool_)):
+            raise ValueError(f"copula must be True or False, got {copula!r}")
+        self.k = int(k)
+        self.noise_variance = float(noise_variance)
+        self.random_state = int(random_state)
+        self.copula = bool(copula)
+        self._groups = InputGroups()
+        self._noise = {}
+
+    def _noise_for(self, shape) -> np.ndarray:
+        noise = self._noise.get(shape)
+        if noise is None:
+            rng = np.random.default_rng(self.random_state)
+            noise = self._noise[shape] = math.sqrt(self.noise_variance) * rng.standard_normal(shape)
+        return noise
+
+    def _estimate(self, x, t, y):
+        n, d = t.shape
+        k = _check_k(self.k, n)
+        groups = self._groups.update(x)
+        if not groups.t_is_function_of_x(t):
+            raise ValueError("ksg needs t to be a function of x: some identical rows of x have different "
+                             "rows of t, so h(T+noise | X) is not the noise entropy (use 'kde', which "
+                             "handles that case)")
+        z = t.astype(np.float64) + self._noise_for(t.shape)
+        tree, dist, idx = _neighbours(z, min(_QUERY_FACTOR * k, n - 1))
+        h_t = _kl_entropy_nats(dist[:, k - 1], d, k)
+        h_noise = 0.5 * d * math.log(2.0 * math.pi * math.e * self.noise_variance)
+        ity_nats, n_fallback = _ross_nats(z, y, k, tree, dist, idx)
+        ixt_raw, ity_raw = (h_t - h_noise) / LN2, ity_nats / LN2
+        ixt = max(ixt_raw, 0.0)
+        ceiling = math.log2(groups.n_distinct)
+        return EstimateResult(ixt, max(ity_raw, 0.0), {
+            "ixt_raw": ixt_raw, "ity_raw": ity_raw, "h_t": h_t / LN2, "h_noise": h_noise / LN2,
+            "ixt_ceiling": ceiling, "saturated": bool(ixt >= ceiling - 1e-3),
+            "n_distinct_x": groups.n_distinct, "ross_fallback_rows": n_fallback,
+        })
+
+    def _mutual_information(self, a, b):
+        return max(ksg_mutual_information(a, b, k=self.k, copula=self.copula,
+                                          random_state=self.random_state), 0.0)

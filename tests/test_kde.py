@@ -1,0 +1,194 @@
+"""Tests of the ``kde`` estimator (Kolchinsky–Tracey bounds, Saxe et al. 2018) against ground truth.
+
+Reference: a direct dense N×N float64 numpy implementation written here independently (pairwise
+differences by broadcasting, scipy's logsumexp, explicit loops over classes and distinct inputs,
+entropies in nats as in Saxe et al.'s ``entropy_estimator_kl``/``_bd``), converted to bits by / ln 2.
+"""
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate
+from scipy.special import logsumexp
+
+import ibtoolkit
+from ibtoolkit.estimator import LN2
+from estimators.kde import KDEEstimator
+
+TOL_BITS = 1e-4
+
+
+# ----------------------------------------------------------------------------- reference (nats)
+def _mixture_entropy(t, var):
+    """Saxe et al.'s pairwise-distance entropy of the mixture of N(t_j, var I), in nats."""
+    n, d = t.shape
+    dist = ((t[:, None, :] - t[None, :, :]) ** 2).sum(-1)
+    lprobs = logsumexp(-dist / (2 * var), axis=1) - math.log(n) - 0.5 * d * math.log(2 * math.pi * var)
+    return d / 2 - lprobs.mean()
+
+
+def reference_nats(x, t, y, var):
+    """(ixt_upper, ixt_lower, ity_upper, ity_lower, h_upper, h_lower) in nats."""
+    t = np.asarray(t, dtype=np.float64)
+    d = t.shape[1]
+
+    def upper(s):
+        return _mixture_entropy(s, var)
+
+    def lower(s):  # Bhattacharyya: kernel width 4 var, then shift by d/2 ln(1/4)
+        return _mixture_entropy(s, 4 * var) + 0.5 * d * math.log(0.25)
+
+    out = {}
+    _, xinv = np.unique(x, axis=0, return_inverse=True)
+    xinv = xinv.ravel()
+    for name, h in (("upper", upper), ("lower", lower)):
+        h_t = h(t)
+        h_given_x = sum((xinv == u).mean() * h(t[xinv == u]) for u in np.unique(xinv))
+        h_given_y = sum((y == c).mean() * h(t[y == c]) for c in np.unique(y))
+        out[f"ixt_{name}"] = h_t - h_given_x
+        out[f"ity_{name}"] = h_t - h_given_y
+        out[f"h_{name}"] = h_t
+    return out
+
+
+def _assert_matches(result, ref):
+    pairs = {"ixt": result.ixt, "ity": result.ity, "ixt_lower": result.extras["ixt_lower"],
+             "ity_lower": result.extras["ity_lower"], "h_upper": result.extras["h_upper"],
+             "h_lower": result.extras["h_lower"]}
+    names = {"ixt": "ixt_upper", "ity": "ity_upper"}
+    for key, value in pairs.items():
+        assert value == pytest.approx(ref[names.get(key, key)] / LN2, abs=TOL_BITS), key
+
+
+def _bits(n, width):
+    return ((np.arange(n)[:, None] >> np.arange(width)) & 1).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- against the reference
+@pytest.mark.parametrize("chunk_size,var", [(1024, 0.1), (7, 0.1), (13, 1e-3)])
+def test_matches_dense_float64_reference_distinct_inputs(rng, chunk_size, var):
+    n = 90
+    x = rng.normal(size=(n, 4))
+    t = np.tanh(x @ rng.normal(size=(4, 3)))
+    y = rng.integers(0, 3, n)
+    result = KDEEstimator(noise_variance=var, chunk_size=chunk_size).estimate(x, t, y)
+    _assert_matches(result, reference_nats(x, t, y, var))
+
+
+def test_matches_reference_with_duplicate_inputs_deterministic_t(rng):
+    base = _bits(16, 4)
+    x = base[rng.integers(0, 16, 80)]                       # duplicates, some patterns missing
+    t = np.tanh(x @ rng.normal(size=(4, 5)) - 0.3)          # t is a function of x
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    result = KDEEstimator(chunk_size=16).estimate(x, t, y)
+    _assert_matches(result, reference_nats(x, t, y, 0.1))
+    assert result.extras["t_function_of_x"] is True
+    assert result.extras["ixt_ceiling"] == pytest.approx(math.log2(len(np.unique(x, axis=0))))
+
+
+def test_matches_reference_when_t_varies_within_an_input(rng):
+    """H(T+e | X) > h(e): rows sharing an input have different t (e.g. a stochastic layer)."""
+    x = _bits(8, 3)[np.repeat(np.arange(8), 6)]
+    t = rng.normal(size=(48, 2))
+    y = rng.integers(0, 2, 48)
+    result = KDEEstimator(chunk_size=10).estimate(x, t, y)
+    _assert_matches(result, reference_nats(x, t, y, 0.1))
+    assert result.extras["t_function_of_x"] is False
+
+
+def test_single_input_carries_no_information(rng):
+    x = np.zeros((50, 3))
+    t = rng.normal(size=(50, 4))
+    y = rng.integers(0, 2, 50)
+    result = KDEEstimator().estimate(x, t, y)
+    assert result.ixt == pytest.approx(0.0, abs=1e-6)
+    assert result.extras["ixt_lower"] == pytest.approx(0.0, abs=1e-6)
+    assert result.extras["ixt_ceiling"] == 0.0
+
+
+# ----------------------------------------------------------------------------- bounds and invariances
+def test_bounds_bracket_the_true_mixture_entropy():
+    """T = ±a on 4096 distinct inputs: H(T+e) by numerical integration lies between the bounds."""
+    a, var = 0.3, 0.1
+    x = _bits(4096, 12)
+    t = (a * (2 * x[:, :1] - 1))
+    sd = math.sqrt(var)
+
+    def p(u):
+        return 0.5 * (np.exp(-(u - a) ** 2 / (2 * var)) + np.exp(-(u + a) ** 2 / (2 * var))) / math.sqrt(2 * math.pi * var)
+
+    h_true = -integrate.quad(lambda u: p(u) * math.log(p(u)), -a - 12 * sd, a + 12 * sd, limit=200)[0] / LN2
+    ixt_true = h_true - 0.5 * math.log2(2 * math.pi * math.e * var)
+    r = KDEEstimator(noise_variance=var).estimate(x, t, x[:, 0].astype(int))
+    assert r.extras["h_lower"] <= h_true <= r.extras["h_upper"]
+    assert r.extras["ixt_lower"] <= ixt_true <= r.ixt
+    # here T is a function of Y, so I(T;Y) is the same quantity
+    assert r.extras["ity_lower"] <= ixt_true <= r.ity
+
+
+def test_lower_not_above_upper_and_within_ceiling_on_random_nets(rng):
+    x = _bits(1024, 10)
+    y = rng.integers(0, 2, 1024)
+    est = KDEEstimator()
+    for width in (10, 5, 3):
+        t = np.tanh(3 * x @ rng.normal(size=(10, width)))
+        r = est.estimate(x, t, y)
+        assert 0.0 <= r.extras["ixt_lower"] <= r.ixt <= math.log2(1024) + 1e-6
+        assert r.extras["h_lower"] <= r.extras["h_upper"]
+
+
+def test_permutation_of_samples_changes_nothing(rng):
+    x = _bits(512, 9)
+    t = np.tanh(x @ rng.normal(size=(9, 6)))
+    y = rng.integers(0, 3, 512)
+    est = KDEEstimator(chunk_size=100)
+    r1 = est.estimate(x, t, y)
+    perm = rng.permutation(512)
+    r2 = KDEEstimator(chunk_size=100).estimate(x[perm], t[perm], y[perm])
+    for key in ("ixt_lower", "ity_lower", "h_upper", "h_lower"):
+        assert r2.extras[key] == pytest.approx(r1.extras[key], abs=1e-5)
+    assert (r2.ixt, r2.ity) == pytest.approx((r1.ixt, r1.ity), abs=1e-5)
+
+
+def test_translation_and_float64_agree(rng):
+    """Centring makes a large offset harmless in float32; float64 gives the same numbers."""
+    x = rng.normal(size=(200, 3))
+    t = np.tanh(x @ rng.normal(size=(3, 4)))
+    y = rng.integers(0, 2, 200)
+    r32 = KDEEstimator().estimate(x, t + 1000.0, y)
+    r64 = KDEEstimator(dtype="float64").estimate(x, t, y)
+    assert (r32.ixt, r32.ity) == pytest.approx((r64.ixt, r64.ity), abs=TOL_BITS)
+
+
+def test_one_instance_serves_many_calls_and_new_inputs(rng):
+    est = KDEEstimator(chunk_size=32)
+    x1, x2 = rng.normal(size=(60, 2)), _bits(16, 4)[np.repeat(np.arange(16), 4)]
+    for x in (x1, x2, x1):
+        t = np.tanh(x @ rng.normal(size=(x.shape[1], 3)))
+        y = rng.integers(0, 2, x.shape[0])
+        _assert_matches(est.estimate(x, t, y), reference_nats(x, t, y, 0.1))
+
+
+# ----------------------------------------------------------------------------- API and errors
+def test_registry_and_params():
+    est = ibtoolkit.get_estimator("kde", noise_variance=1e-3)
+    assert isinstance(est, KDEEstimator)
+    assert est.params() == {"noise_variance": 1e-3, "chunk_size": 1024, "dtype": "float32"}
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"noise_variance": 0.0}, "noise_variance"), ({"noise_variance": float("nan")}, "noise_variance"),
+    ({"chunk_size": 0}, "chunk_size"), ({"chunk_size": 2.5}, "chunk_size"), ({"dtype": "float16"}, "dtype")])
+def test_bad_parameters_raise(params, match):
+    with pytest.raises(ValueError, match=match):
+        KDEEstimator(**params)
+
+
+@pytest.mark.parametrize("t,y,match", [
+    (np.ones((9, 2)), np.zeros(10, int), "same number of samples"),
+    (np.full((10, 2), np.nan), np.zeros(10, int), "NaN"),
+    (np.ones((10, 2)), np.full(10, 0.5), "integer"),
+    (np.ones((0, 2)), np.zeros(0, int), "empty")])
+def test_bad_input_raises(t, y, match):
+    with pytest.raises(ValueError, match=match):
+        KDEEstimator().estimate(np.ones((10, 3)), t, y)
