@@ -90,7 +90,7 @@ def test_bounds_on_random_networks():
         for t in sign_net(x, [12, 8, 4, 2, 1], rng):
             ixt, ity = ExactEstimator().estimate(x, t, y)
             assert 0.0 <= ixt <= 12.0
-            assert 0.0 <= ity <= h_y
+            assert 0.0 <= ity <= h_y + 1e-12  # h_y from an independent sum
 
 
 def test_permutation_invariance(rng):
