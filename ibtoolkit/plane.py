@@ -407,8 +407,9 @@ def _invalid_epochs(store) -> dict[int, str]:
 
 def _run_metadata(store) -> dict[str, Any]:
     manifest = getattr(store, "manifest", None) or {}
-    run = manifest.get("run") if isinstance(manifest.get("run"), Mapping) else {}
     model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
+    run = manifest.get("run", model.get("run"))
+    run = run if isinstance(run, Mapping) else {}
     dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), Mapping) else {}
     meta = {}
     for key in _RUN_KEYS:

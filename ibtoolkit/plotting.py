@@ -464,22 +464,31 @@ def plot_overlap(phase_table: pd.DataFrame, *, title: str | None = None, path=No
     (``precision``/``variant``).  Layers with no compression (NaN overlap) are listed under the
     axis instead of drawn.
 
-    Required columns: ``layer``, ``estimator``, ``overlap_median``, ``overlap_lo``, ``overlap_hi``,
-    and ``precision`` and/or ``variant``.
+    Required columns: ``layer``, ``estimator``, ``overlap`` (the median, as in
+    :func:`ibtoolkit.phases.phase_table`; ``overlap_median`` is accepted too), ``overlap_lo``,
+    ``overlap_hi``, and ``precision`` and/or ``variant`` (``dataset``/``model`` join the group
+    label when the table holds several).
     """
     if not isinstance(phase_table, pd.DataFrame):
         raise ValueError(f"expected a pandas DataFrame (the phase table), got {type(phase_table).__name__}")
-    needed = ["layer", "estimator", "overlap_median", "overlap_lo", "overlap_hi"]
+    median_col = "overlap_median" if "overlap_median" in phase_table.columns else "overlap"
+    needed = ["layer", "estimator", median_col, "overlap_lo", "overlap_hi"]
     missing = [c for c in needed if c not in phase_table.columns]
     if missing:
         raise ValueError(f"the phase table lacks column(s) {missing}; it has {list(phase_table.columns)}")
     group_cols = [c for c in ("precision", "variant") if c in phase_table.columns]
     if not group_cols:
         raise ValueError("the phase table needs a 'precision' and/or 'variant' column to tell DNN from BNN")
-    pt = phase_table.copy()
-    pt["_group"] = pt[group_cols].astype(str).agg(" / ".join, axis=1)
-    if pt.empty:
+    if phase_table.empty:
         raise ValueError("nothing to plot: the phase table is empty")
+    label_cols = [c for c in ("dataset", "model") if c in phase_table.columns
+                  and phase_table[c].nunique(dropna=False) > 1] + group_cols
+    pt = phase_table.copy()
+    pt["_group"] = pt[label_cols].astype(str).agg(" / ".join, axis=1)
+    dup = pt.duplicated(["_group", "layer", "estimator"])
+    if dup.any():
+        raise ValueError(f"the phase table has {int(dup.sum())} repeated (group, layer, estimator) rows; give "
+                         f"one row per group (the median over seeds, as ibtoolkit.phases.phase_table does)")
     estimators = pt["estimator"].drop_duplicates().tolist()
     layers = _layer_order(pt)
     groups = pt["_group"].drop_duplicates().tolist()
@@ -496,7 +505,7 @@ def plot_overlap(phase_table: pd.DataFrame, *, title: str | None = None, path=No
         for j, g in enumerate(groups):
             d = sub[sub["_group"] == g].set_index("layer").reindex(layers)
             xpos = np.arange(len(layers)) - 0.4 + width * (j + 0.5)
-            med = pd.to_numeric(d["overlap_median"], errors="coerce").to_numpy(dtype=float)
+            med = pd.to_numeric(d[median_col], errors="coerce").to_numpy(dtype=float)
             lo = pd.to_numeric(d["overlap_lo"], errors="coerce").to_numpy(dtype=float)
             hi = pd.to_numeric(d["overlap_hi"], errors="coerce").to_numpy(dtype=float)
             ok = np.isfinite(med)

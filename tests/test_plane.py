@@ -16,6 +16,7 @@ import pytest
 import ibtoolkit
 from ibtoolkit import Estimator, EstimateResult, register_estimator
 from ibtoolkit.plane import BASE_COLUMNS, information_plane, read_plane, write_plane
+from ibtoolkit.store import ActivationStore, open_store
 
 EPOCHS = [0, 1, 2, 3, 5, 8, 13]
 LAYERS = [("dense", 5), ("dense_1", 3), ("dense_2", 2)]
@@ -98,56 +99,6 @@ def metrics_of(epoch):
             "val_accuracy": 0.45 + epoch / 40}
 
 
-class FakeStore:
-    """In-memory stand-in with the store API, used only until ibtoolkit/store.py lands."""
-
-    def __init__(self, directory, *, inputs, labels, layers, binary, model=None, dataset=None):
-        import pathlib
-
-        self.directory = pathlib.Path(directory)
-        self.inputs, self.labels = np.asarray(inputs), np.asarray(labels, dtype=np.int64)
-        self.layers = [n for n, _ in layers]
-        self.widths = dict(layers)
-        self.binary = dict(zip(self.layers, binary))
-        self.manifest = {"model": model, "dataset": dataset}
-        self.events, self.metrics, self._acts, self.status = [], {}, {n: {} for n in self.layers}, "running"
-
-    create = classmethod(lambda cls, d, **kw: cls(d, **kw))
-    __enter__ = lambda self: self
-    __exit__ = lambda self, *a: None
-
-    @property
-    def epochs(self):
-        return np.array(sorted(self.metrics), dtype=np.int64)
-
-    def append(self, epoch, activations, metrics=None):
-        for n, a in activations.items():
-            self._acts[n][epoch] = np.asarray(a, dtype=np.float32)
-        self.metrics[epoch] = dict(metrics or {})
-
-    def add_event(self, kind, message, epoch=None):
-        self.events.append({"kind": kind, "message": message, "epoch": epoch})
-
-    def set_status(self, status):
-        self.status = status
-
-    def read(self, layer, epochs=None):
-        epochs = self.epochs if epochs is None else epochs
-        return np.stack([self._acts[layer][int(e)] for e in epochs])
-
-    def iter_chunks(self, layer, chunk=16):
-        ep = self.epochs
-        for i in range(0, len(ep), chunk):
-            yield ep[i:i + chunk], self.read(layer, ep[i:i + chunk])
-
-
-try:
-    from ibtoolkit.store import ActivationStore
-    REAL_STORE = True
-except ImportError:
-    ActivationStore, REAL_STORE = FakeStore, False
-
-
 def write_store(directory, diverged_at=None):
     x, y = make_data()
     model = {"name": "mlp-test", "precision": "binary", "variant": "ste_sign", "seed": 3}
@@ -159,7 +110,7 @@ def write_store(directory, diverged_at=None):
         if diverged_at is not None:
             store.add_event("diverged", "loss became NaN", epoch=diverged_at)
         store.set_status("complete")
-    return directory if REAL_STORE else store
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +120,7 @@ def store_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def table(store_dir):
-    return information_plane(str(store_dir) if REAL_STORE else store_dir, ["plane_test_plugin"], progress=False)
+    return information_plane(str(store_dir), ["plane_test_plugin"], progress=False)
 
 
 # -- tests ----------------------------------------------------------------------------------------
@@ -217,14 +168,17 @@ def test_columns_and_metadata(table, store_dir):
     assert pd.isna(table["subsample"]).all() and (table["n_samples"] == 80).all()
 
 
+def test_open_store_object_equals_directory(store_dir, table):
+    df = information_plane(open_store(store_dir), "plane_test_plugin", progress=False)
+    pd.testing.assert_frame_equal(df.drop(columns="calls"), table.drop(columns="calls"))
+
+
 def test_one_instance_serves_all_layers_and_epochs(table):
     # 'calls' counts the estimate() calls of the one instance: 1, 2, ... in task order
     assert sorted(table["calls"].tolist()) == list(range(1, len(table) + 1))
 
 
 def test_serial_equals_parallel(store_dir, table):
-    if not REAL_STORE:
-        pytest.skip("parallel workers open the store from disk: needs ibtoolkit.store")
     par = information_plane(store_dir, ["plane_test_plugin"], n_jobs=2, progress=False, chunk=3)
     cols = [c for c in table.columns if c != "calls"]  # per-worker call counters differ by design
     pd.testing.assert_frame_equal(table[cols], par[cols])

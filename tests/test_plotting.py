@@ -190,7 +190,7 @@ def test_overlap(tmp_path):
             for i, layer in enumerate(LAYERS):
                 med = base + 0.05 * i if not (est == "kde" and i == 2 and prec == "full") else np.nan
                 rows.append(dict(precision=prec, variant=var, layer=layer, layer_index=i, estimator=est,
-                                 overlap_median=med, overlap_lo=med - 0.1, overlap_hi=med + 0.2))
+                                 overlap=med, overlap_lo=med - 0.1, overlap_hi=med + 0.2))
     pt = pd.DataFrame(rows)
     fig = plotting.plot_overlap(pt, path=tmp_path / "overlap")
     assert [ax.get_title() for ax in fig.axes] == ["exact", "kde"]
@@ -207,6 +207,8 @@ def test_overlap(tmp_path):
     assert_saved(tmp_path / "overlap")
     with pytest.raises(ValueError, match="lacks column"):
         plotting.plot_overlap(pt.drop(columns="overlap_hi"))
+    with pytest.raises(ValueError, match="repeated"):
+        plotting.plot_overlap(pd.concat([pt, pt]))
 
 
 def test_save_figure_wants_no_suffix(tmp_path):
