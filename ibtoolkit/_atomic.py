@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TMP_PATTERN", "tmp_name", "write_atomic", "fsync_dir", "npy_bytes", "parse_npy", "crc32",
+__all__ = ["TMP_PATTERN", "tmp_name", "write_all", "write_atomic", "fsync_dir", "npy_bytes", "parse_npy", "crc32",
            "WriterLock", "LockedError"]
 
 #: Names of temporary files this module creates (and that a writer may delete on reopen).
@@ -38,7 +38,7 @@ def crc32(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def _write_all(fd: int, data) -> None:
+def write_all(fd: int, data) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -56,7 +56,7 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if fsync:
                 os.fsync(fd)
         finally:
@@ -122,7 +122,7 @@ class WriterLock:
             raise
         try:
             os.ftruncate(fd, 0)
-            _write_all(fd, f"{os.getpid()}\n".encode())
+            write_all(fd, f"{os.getpid()}\n".encode())
         except BaseException:
             os.close(fd)
             raise

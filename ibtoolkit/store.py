@@ -372,7 +372,7 @@ class ActivationStore:
             raise StoreError(f"{directory}: another process is writing this store ({exc.strerror}, lock file "
                              f"{directory / LOCK}); use a different directory or stop the other run") from exc
         except OSError as exc:
-            raise StoreError(f"{directory}: store directory is not writable: {exc}") from exc
+            raise StoreError(f"{directory}: store directory is not writable (or full): {exc}") from exc
         try:
             _probe_writable(directory, spec.epoch_bytes)
             existing = (directory / MANIFEST).exists()
@@ -790,7 +790,7 @@ def _probe_writable(directory: Path, nbytes: int) -> None:
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, bytes(min(nbytes, 64 << 20)))
+            _atomic.write_all(fd, bytes(min(nbytes, 64 << 20)))
         finally:
             os.close(fd)
             os.unlink(probe)

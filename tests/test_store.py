@@ -1,0 +1,570 @@
+"""Tests of the activation store (ibtoolkit/store.py): round trip, resume, ordering, validation,
+lock, hostile manifests, corrupted files, unwritable targets.  Crash (SIGKILL) tests live in
+tests/test_store_crash.py.
+
+Ground truth is always the exact array that was written: float32 layers must come back
+bit-identical, float16 layers equal to ``a.astype(float16)``, binary layers as the same ±1 values.
+"""
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ibtoolkit import _atomic
+from ibtoolkit.store import ActivationStore, StoreError, open_store
+
+N = 40
+LAYERS = [("dense", 6), ("quant/sign", 11), ("out", 3)]
+BINARY = [False, True, False]
+
+
+def make_acts(seed, n=N):
+    rng = np.random.default_rng(seed)
+    return {"dense": rng.standard_normal((n, 6)).astype(np.float32),
+            "quant/sign": np.where(rng.random((n, 11)) < 0.5, -1.0, 1.0).astype(np.float32),
+            "out": rng.standard_normal((n, 3)).astype(np.float32)}
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 2, (N, 12)).astype(np.float32)
+    y = rng.integers(0, 3, N)
+    return x, y
+
+
+def create(directory, data, **kw):
+    x, y = data
+    kw.setdefault("layers", LAYERS)
+    kw.setdefault("binary", BINARY)
+    return ActivationStore.create(directory, inputs=x, labels=y, **kw)
+
+
+def layer_files(directory):
+    """Every epoch/temp file under the layer directories, as relative paths."""
+    return sorted(str(p.relative_to(directory)) for p in Path(directory).glob("layer_*/*")) + \
+        sorted(str(p.relative_to(directory)) for p in Path(directory).glob("layer_*/.*"))
+
+
+@pytest.fixture
+def written(tmp_path, data):
+    """A closed store with epochs 0, 1, 5 and their activations."""
+    d = tmp_path / "run"
+    acts = {e: make_acts(e) for e in (0, 1, 5)}
+    with create(d, data, model={"name": "mlp", "summary": "text"}, dataset={"name": "toy", "n": N},
+                schedule=[0, 1, 5]) as s:
+        for e, a in acts.items():
+            s.append(e, a, None if e == 0 else {"loss": 1.0 / e, "accuracy": 0.5})
+    return d, acts
+
+
+# ---------------------------------------------------------------------------------------- round trip
+def test_round_trip_reads_back_exactly(written, data):
+    d, acts = written
+    s = open_store(d)
+    assert s.layers == ["dense", "quant/sign", "out"]
+    assert s.widths == {"dense": 6, "quant/sign": 11, "out": 3}
+    assert s.binary == {"dense": False, "quant/sign": True, "out": False}
+    assert s.epochs.dtype == np.int64 and s.epochs.tolist() == [0, 1, 5]
+    for name in s.layers:
+        got = s.read(name)
+        assert got.dtype == np.float32 and got.shape == (3, N, s.widths[name])
+        for i, e in enumerate((0, 1, 5)):
+            np.testing.assert_array_equal(got[i], acts[e][name])
+    binary = s.read("quant/sign")
+    assert set(np.unique(binary).tolist()) == {-1.0, 1.0}
+    np.testing.assert_array_equal(s.read_epoch("out", 5), acts[5]["out"])
+    np.testing.assert_array_equal(s.read("dense", [5, 0]), np.stack([acts[5]["dense"], acts[0]["dense"]]))
+    np.testing.assert_array_equal(s.inputs, data[0])
+    assert s.labels.dtype == np.int64
+    np.testing.assert_array_equal(s.labels, data[1])
+    assert s.metrics == {0: {}, 1: {"loss": 1.0, "accuracy": 0.5}, 5: {"loss": 0.2, "accuracy": 0.5}}
+    m = s.manifest
+    assert m["model"]["name"] == "mlp" and m["dataset"] == {"name": "toy", "n": N}
+    assert m["schedule"] == [0, 1, 5] and m["status"] == "running"
+    assert [r["epoch"] for r in m["epochs"]] == [0, 1, 5]
+    m["layers"][0]["name"] = "changed"  # a deep copy: the store is unaffected
+    assert s.layers[0] == "dense"
+
+
+def test_iter_chunks_covers_all_epochs_in_order(written):
+    d, acts = written
+    s = open_store(d)
+    chunks = list(s.iter_chunks("quant/sign", chunk=2))
+    assert [c[0].tolist() for c in chunks] == [[0, 1], [5]]
+    np.testing.assert_array_equal(np.concatenate([c[1] for c in chunks]), s.read("quant/sign"))
+    with pytest.raises(ValueError, match="chunk"):
+        list(s.iter_chunks("dense", chunk=0))
+
+
+def test_format_is_readable_with_numpy_and_json_alone(written):
+    """The README recipe: manifest + epoch log + np.load(allow_pickle=False) + unpackbits."""
+    d, acts = written
+    manifest = json.loads((d / "manifest.json").read_text())
+    lines = (d / "epochs.jsonl").read_text().splitlines(keepends=True)
+    records = [json.loads(line) for line in lines if line.endswith("\n")]
+    assert manifest["schema_version"] == 1 and [r["epoch"] for r in records] == [0, 1, 5]
+    for lay in manifest["layers"]:
+        for rec in records:
+            path = d / lay["file"] / f"e{rec['epoch']:08d}.npy"
+            assert path.stat().st_size == rec["files"][lay["file"]][0]
+            a = np.load(path, allow_pickle=False)
+            if lay["binary"]:
+                assert a.dtype == np.uint8 and a.shape == (N, (lay["width"] + 7) // 8)  # 1 bit per unit
+                a = np.unpackbits(a, axis=1, count=lay["width"]).astype(np.float32) * 2 - 1
+            np.testing.assert_array_equal(a, acts[rec["epoch"]][lay["name"]])
+    np.testing.assert_array_equal(np.load(d / "labels.npy", allow_pickle=False), open_store(d).labels)
+
+
+def test_float16_storage(tmp_path, data):
+    a = make_acts(3)
+    with create(tmp_path / "r", data, dtype="float16") as s:
+        s.append(0, a)
+    s = open_store(tmp_path / "r")
+    got = s.read("dense")[0]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, a["dense"].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(s.read("quant/sign")[0], a["quant/sign"])
+    assert np.load(tmp_path / "r" / "layer_00_dense" / "e00000000.npy").dtype == np.float16
+
+
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 16, 17])
+def test_bit_packing_round_trips_every_width(tmp_path, data, width):
+    rng = np.random.default_rng(width)
+    t = np.where(rng.random((N, width)) < 0.5, -1, 1).astype(np.int8)
+    with create(tmp_path / "r", data, layers=[("b", width)], binary=[True]) as s:
+        s.append(0, {"b": t})
+        got = s.read("b")[0]
+    np.testing.assert_array_equal(got, t.astype(np.float32))
+    packed = np.load(tmp_path / "r" / "layer_00_b" / "e00000000.npy")
+    np.testing.assert_array_equal(packed, np.packbits(t > 0, axis=1))
+
+
+# ---------------------------------------------------------------------------------------- resume, order
+def test_resume_appends_after_reopen(written, data):
+    d, acts = written
+    with create(d, data) as s:
+        assert s.epochs.tolist() == [0, 1, 5]
+        extra = make_acts(6)
+        s.append(6, extra, {"loss": 0.1})
+        assert s.events[-1]["kind"] == "resumed"
+    s = open_store(d)
+    assert s.epochs.tolist() == [0, 1, 5, 6]
+    np.testing.assert_array_equal(s.read("dense")[3], extra["dense"])
+    np.testing.assert_array_equal(s.read("dense")[2], acts[5]["dense"])
+    assert s.metrics[6] == {"loss": 0.1}
+    assert s.manifest["schedule"] == [0, 1, 5]  # kept when the resuming writer passes none
+
+
+def test_resume_refused_when_incompatible(written, data):
+    d, _ = written
+    x, y = data
+    with pytest.raises(StoreError, match="resume=True"):
+        create(d, data, resume=False)
+    with pytest.raises(StoreError, match="layers"):
+        create(d, data, layers=[("dense", 6), ("quant/sign", 12), ("out", 3)])
+    with pytest.raises(StoreError, match="layers"):
+        create(d, data, binary=[False, False, False])
+    x2 = x.copy()
+    x2[0, 0] = 1 - x2[0, 0]
+    with pytest.raises(StoreError, match="inputs"):
+        ActivationStore.create(d, inputs=x2, labels=y, layers=LAYERS, binary=BINARY)
+    y2 = y.copy()
+    y2[3] = (y2[3] + 1) % 3
+    with pytest.raises(StoreError, match="labels"):
+        ActivationStore.create(d, inputs=x, labels=y2, layers=LAYERS, binary=BINARY)
+    with pytest.raises(StoreError, match="dtype"):
+        create(d, data, dtype="float16")
+    assert open_store(d).epochs.tolist() == [0, 1, 5]  # nothing changed
+
+
+def test_epochs_must_increase_strictly(tmp_path, data):
+    with create(tmp_path / "r", data) as s:
+        s.append(3, make_acts(3))
+        for bad in (3, 2):
+            with pytest.raises(ValueError, match="increase strictly"):
+                s.append(bad, make_acts(bad))
+        for bad in (-1, 2.0, True):
+            with pytest.raises(ValueError, match="epoch"):
+                s.append(bad, make_acts(0))
+    with create(tmp_path / "r", data) as s:  # also across a reopen
+        with pytest.raises(ValueError, match="increase strictly"):
+            s.append(3, make_acts(3))
+        s.append(4, make_acts(4))
+    assert open_store(tmp_path / "r").epochs.tolist() == [3, 4]
+
+
+def test_invalid_activations_write_nothing(tmp_path, data):
+    d = tmp_path / "r"
+    s = create(d, data)
+    s.append(0, make_acts(0))
+    before = (layer_files(d), (d / "epochs.jsonl").read_bytes())
+    cases = []
+    a = make_acts(1)
+    a["quant/sign"][4, 7] = 0.0  # binary layer holding a 0
+    cases.append((a, "other than"))
+    a = make_acts(1)
+    a["quant/sign"][0, 0] = 0.5
+    cases.append((a, "other than"))
+    a = make_acts(1)
+    a["quant/sign"] = np.abs(a["quant/sign"]) * 2  # all 2s
+    cases.append((a, "other than"))
+    a = make_acts(1)
+    a["out"] = a["out"][:, :2]
+    cases.append((a, "expected shape"))
+    a = make_acts(1)
+    del a["dense"]
+    cases.append((a, "missing"))
+    a = make_acts(1)
+    a["extra"] = a["out"]
+    cases.append((a, "unknown"))
+    a = make_acts(1)
+    a["dense"] = a["dense"].astype(str)
+    cases.append((a, "real numbers"))
+    for acts, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            s.append(1, acts)
+        assert (layer_files(d), (d / "epochs.jsonl").read_bytes()) == before
+    with pytest.raises(ValueError, match="metric"):
+        s.append(1, make_acts(1), {"loss": [1.0, 2.0]})
+    assert (layer_files(d), (d / "epochs.jsonl").read_bytes()) == before
+    s.append(1, make_acts(1))  # the store is still usable
+    s.close()
+    assert open_store(d).epochs.tolist() == [0, 1]
+
+
+def test_nonfinite_continuous_values_and_metrics_are_kept(tmp_path, data):
+    """A diverging run keeps its evidence: NaN/inf in continuous layers and metrics round-trip."""
+    a = make_acts(0)
+    a["dense"][0, 0] = np.nan
+    a["dense"][1, 1] = np.inf
+    with create(tmp_path / "r", data) as s:
+        s.append(0, a, {"loss": float("nan"), "val_loss": float("inf")})
+    s = open_store(tmp_path / "r")
+    np.testing.assert_array_equal(s.read("dense")[0], a["dense"])
+    assert np.isnan(s.metrics[0]["loss"]) and s.metrics[0]["val_loss"] == np.inf
+
+
+def test_events_status_and_context_manager(tmp_path, data):
+    d = tmp_path / "r"
+    with create(d, data) as s:
+        s.append(0, make_acts(0))
+        s.add_event("diverged", "loss is NaN", epoch=0)
+        s.set_status("diverged")
+        with pytest.raises(ValueError, match="status"):
+            s.set_status("finished")
+    r = open_store(d)
+    assert r.status == "diverged"
+    assert [(e["kind"], e["message"], e["epoch"]) for e in r.events] == [("diverged", "loss is NaN", 0)]
+    with pytest.raises(RuntimeError):
+        with create(d, data) as s:
+            s.append(1, make_acts(1))
+            raise RuntimeError("boom")
+    r = open_store(d)
+    assert r.status == "interrupted" and r.events[-1]["kind"] == "interrupted"
+    assert "boom" in r.events[-1]["message"] and r.epochs.tolist() == [0, 1]
+
+
+def test_readers_cannot_write_and_closed_writers_refuse(written, data):
+    d, _ = written
+    r = open_store(d)
+    with pytest.raises(StoreError, match="read-only"):
+        r.append(9, make_acts(9))
+    s = create(d, data)
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        s.append(9, make_acts(9))
+    assert s.read("dense").shape == (3, N, 6)  # reading after close still works
+
+
+def test_unknown_layer_and_epoch(written):
+    s = open_store(written[0])
+    with pytest.raises(ValueError, match="unknown layer"):
+        s.read("nope")
+    with pytest.raises(ValueError, match=r"epoch\(s\) \[2\]"):
+        s.read("dense", [1, 2])
+
+
+def test_create_argument_validation(tmp_path, data):
+    bad = [
+        (dict(binary=[True, False]), "one flag per layer"),
+        (dict(layers=[("a", 0)], binary=[False]), "width"),
+        (dict(layers=[("a", 2), ("a", 3)], binary=[False, False]), "twice"),
+        (dict(layers=[("../../etc", 2)], binary=[False]), r"\.\."),
+        (dict(layers=[("/abs", 2)], binary=[False]), "absolute"),
+        (dict(layers=[], binary=[]), "at least one"),
+        (dict(dtype="int8"), "dtype"),
+        (dict(model={"f": object()}), "JSON"),
+    ]
+    for kw, msg in bad:
+        with pytest.raises(ValueError, match=msg):
+            create(tmp_path / "r", data, **kw)
+    with pytest.raises(ValueError, match="labels"):
+        ActivationStore.create(tmp_path / "r", inputs=data[0], labels=data[1][:-1], layers=LAYERS, binary=BINARY)
+    assert not (tmp_path / "r").exists()  # argument errors are raised before touching the disk
+
+
+def test_user_layer_names_become_safe_file_names(tmp_path, data):
+    names = ["a/b", "a_b", "we ird*?:name", "..hidden", "C1\\x", "ü"]
+    d = tmp_path / "r"
+    with create(d, data, layers=[(n, 2) for n in names], binary=[False] * len(names)) as s:
+        s.append(0, {n: np.full((N, 2), i, np.float32) for i, n in enumerate(names)})
+    s = open_store(d)
+    assert s.layers == names
+    files = [lay["file"] for lay in s.manifest["layers"]]
+    assert files == ["layer_00_a_b", "layer_01_a_b", "layer_02_we_ird_name", "layer_03_hidden", "layer_04_C1_x",
+                     "layer_05_"]
+    for i, n in enumerate(names):
+        assert (d / files[i]).resolve().parent == d.resolve()
+        np.testing.assert_array_equal(s.read(n)[0], np.full((N, 2), i, np.float32))
+
+
+def test_stray_files_ignored_by_readers_and_cleaned_by_writers(written, data):
+    d, _ = written
+    stray = [d / "layer_00_dense" / "e00000009.npy", d / "layer_01_quant_sign" / ".e00000009.npy.tmp-123",
+             d / ".manifest.json.tmp-99"]
+    for p in stray:
+        p.write_bytes(b"half-written")
+    with (d / "epochs.jsonl").open("ab") as f:
+        f.write(b'{"crc32":1,"epoch":9,"fi')  # torn last line of a killed writer
+    assert open_store(d).epochs.tolist() == [0, 1, 5]
+    with create(d, data) as s:
+        assert s.epochs.tolist() == [0, 1, 5]
+        assert not any(p.exists() for p in stray)
+        s.append(9, make_acts(9))
+    assert open_store(d).epochs.tolist() == [0, 1, 5, 9]
+    assert (d / "epochs.jsonl").read_bytes().endswith(b"\n")
+
+
+def test_foreign_directory_refused(tmp_path, data):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not empty"):
+        create(d, data)
+    assert sorted(os.listdir(d)) == [".lock", "notes.txt"]
+
+
+# ---------------------------------------------------------------------------------------- lock
+def test_second_writer_fails_at_once_first_unharmed(written, data):
+    d, acts = written
+    first = create(d, data)
+    with pytest.raises(StoreError, match="another process is writing"):
+        create(d, data)
+    code = ("import sys, numpy as np\nfrom ibtoolkit.store import ActivationStore, StoreError\n"
+            "try:\n    ActivationStore.create(sys.argv[1], inputs=np.load(sys.argv[2]), labels=np.load(sys.argv[3]),"
+            " layers=[('dense', 6), ('quant/sign', 11), ('out', 3)], binary=[False, True, False])\n"
+            "except StoreError as e:\n    print(e); sys.exit(3)\n")
+    np.save(d.parent / "x.npy", data[0])
+    np.save(d.parent / "y.npy", data[1])
+    proc = subprocess.run([sys.executable, "-c", code, str(d), str(d.parent / "x.npy"), str(d.parent / "y.npy")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "another process is writing" in proc.stdout and f"pid {os.getpid()}" in proc.stdout
+    first.append(6, make_acts(6))  # the first writer is unharmed
+    first.close()
+    assert open_store(d).epochs.tolist() == [0, 1, 5, 6]
+    with create(d, data) as again:  # the lock is released by close
+        again.append(7, make_acts(7))
+
+
+# ---------------------------------------------------------------------------------------- hostile manifests
+def _edit(m, path, value):
+    *parents, last = path
+    for p in parents:
+        m = m[p]
+    if value is KeyError:
+        del m[last]
+    else:
+        m[last] = value
+
+
+@pytest.mark.parametrize("path,value,msg", [
+    (["schema_version"], 2, "unsupported schema version 2"),
+    (["schema_version"], "1", "unsupported schema version"),
+    (["schema_version"], KeyError, "missing the key 'schema_version'"),
+    (["format"], "something-else", "not an ibtoolkit store"),
+    (["layers"], KeyError, "missing the key 'layers'"),
+    (["inputs"], KeyError, "missing the key 'inputs'"),
+    (["status"], KeyError, "missing the key 'status'"),
+    (["layers", 0, "width"], KeyError, "missing the key 'width'"),
+    (["layers", 0, "name"], "../evil", "escape"),
+    (["layers", 0, "name"], "/etc/passwd", "absolute"),
+    (["layers", 0, "file"], "../evil", "path separators"),
+    (["layers", 0, "file"], "/etc", "path separators"),
+    (["layers", 0, "file"], "layer_00_a/../../b", "path separators"),
+    (["layers", 0, "file"], "..", "path separators"),
+    (["layers", 1, "width"], "11", "width"),
+    (["layers", 1, "binary"], 1, "binary"),
+    (["layers", 1, "file"], "layer_00_dense", "repeats"),
+    (["inputs", "file"], "../inputs.npy", "inputs.file"),
+    (["inputs", "dtype"], "O", "numeric dtype"),
+    (["epoch_log"], "/tmp/log", "epoch_log"),
+    (["status"], "hacked", "status"),
+])
+def test_bad_manifest_rejected(written, path, value, msg):
+    d, _ = written
+    m = json.loads((d / "manifest.json").read_text())
+    _edit(m, path, value)
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(StoreError, match=msg) as info:
+        open_store(d)
+    assert str(d / "manifest.json") in str(info.value)
+
+
+def test_unparseable_or_missing_manifest(tmp_path, written):
+    d, _ = written
+    (d / "manifest.json").write_text("[1, 2")
+    with pytest.raises(StoreError, match="not valid JSON"):
+        open_store(d)
+    (d / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(StoreError, match="must be a JSON object"):
+        open_store(d)
+    (d / "manifest.json").unlink()
+    with pytest.raises(StoreError, match="no manifest"):
+        open_store(d)
+    with pytest.raises(StoreError, match="no such store directory"):
+        open_store(tmp_path / "absent")
+
+
+def test_corrupted_epoch_log_line_rejected(written):
+    d, _ = written
+    lines = (d / "epochs.jsonl").read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b'"epoch":1', b'"epoch":2')  # valid JSON, wrong CRC
+    (d / "epochs.jsonl").write_bytes(b"\n".join(lines))
+    with pytest.raises(StoreError, match="line 2 fails its CRC-32") as info:
+        open_store(d)
+    assert "epochs.jsonl" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------- corrupted arrays
+def test_truncated_file_detected_with_path(written):
+    d, acts = written
+    path = d / "layer_00_dense" / "e00000001.npy"
+    path.write_bytes(path.read_bytes()[:-7])
+    s = open_store(d)  # the manifest is fine; files are checked when read
+    with pytest.raises(StoreError, match="truncated") as info:
+        s.read("dense")
+    assert str(path) in str(info.value)
+    np.testing.assert_array_equal(s.read("dense", [0, 5])[1], acts[5]["dense"])  # other epochs still read
+    with pytest.raises(StoreError, match="e00000001.npy"):
+        s.verify()
+
+
+@pytest.mark.parametrize("target", ["layer_00_dense/e00000005.npy", "layer_01_quant_sign/e00000000.npy",
+                                    "inputs.npy", "labels.npy"])
+def test_bit_flip_detected_with_path(written, target):
+    d, _ = written
+    path = d / target
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0x10  # one bit in the data section
+    path.write_bytes(bytes(raw))
+    s = open_store(d)
+    with pytest.raises(StoreError, match="CRC-32 mismatch") as info:
+        s.verify()
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_detected_with_path(written):
+    d, _ = written
+    path = d / "layer_02_out" / "e00000000.npy"
+    path.unlink()
+    with pytest.raises(StoreError) as info:
+        open_store(d).read("out")
+    assert str(path) in str(info.value)
+
+
+def test_pickled_array_is_never_loaded(written):
+    """A hostile object array (pickle inside .npy) with a matching CRC in the log is refused, not unpickled."""
+    d, _ = written
+    path = d / "layer_00_dense" / "e00000000.npy"
+    np.save(path, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    data = path.read_bytes()
+    lines = (d / "epochs.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["files"]["layer_00_dense"] = [len(data), _atomic.crc32(data)]
+    rec.pop("crc32")
+    rec["crc32"] = _atomic.crc32(json.dumps(rec, sort_keys=True, separators=(",", ":")).encode())
+    lines[0] = json.dumps(rec, sort_keys=True, separators=(",", ":"))
+    (d / "epochs.jsonl").write_text("\n".join(lines) + "\n")
+    s = open_store(d)
+    with pytest.raises(StoreError, match="not a readable .npy array") as info:
+        s.read("dense")
+    assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------- unwritable targets
+def test_directory_under_a_regular_file_fails_in_create(tmp_path, data):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot create the store directory") as info:
+        create(blocker / "run", data)
+    assert str(blocker / "run") in str(info.value)
+    with pytest.raises(StoreError):
+        create(blocker, data)  # the target itself is a regular file
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_directory_fails_in_create(tmp_path, data):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match="not writable"):
+            create(d, data)
+    finally:
+        d.chmod(0o700)
+
+
+def test_full_disk_fails_in_create_and_append_stays_consistent(tmp_path, data, monkeypatch):
+    """ENOSPC (simulated at the write call) fails create before training, and an append mid-epoch
+    without committing anything."""
+    real = _atomic.write_all
+
+    def full(fd, payload):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_atomic, "write_all", full)
+    with pytest.raises(StoreError, match="not writable \\(or full\\)"):
+        create(tmp_path / "r", data)
+    assert not (tmp_path / "r" / "manifest.json").exists()
+    monkeypatch.setattr(_atomic, "write_all", real)
+
+    d = tmp_path / "r"
+    s = create(d, data)
+    s.append(0, make_acts(0))
+    calls = []
+
+    def full_after_one(fd, payload):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, payload)
+
+    monkeypatch.setattr(_atomic, "write_all", full_after_one)
+    with pytest.raises(StoreError, match="could not commit epoch 1"):
+        s.append(1, make_acts(1))
+    monkeypatch.setattr(_atomic, "write_all", real)
+    assert s.epochs.tolist() == [0]
+    assert layer_files(d) == ["layer_00_dense/e00000000.npy", "layer_01_quant_sign/e00000000.npy",
+                              "layer_02_out/e00000000.npy"]
+    s.append(1, make_acts(1))
+    s.close()
+    r = open_store(d)
+    assert r.epochs.tolist() == [0, 1]
+    np.testing.assert_array_equal(r.read("out")[1], make_acts(1)["out"])
+
+
+def test_fsync_mode_round_trip(tmp_path, data):
+    with create(tmp_path / "r", data, fsync=True) as s:
+        s.append(0, make_acts(0))
+        s.set_status("complete")
+    r = open_store(tmp_path / "r")
+    assert r.manifest["durability"] == {"fsync": True} and r.status == "complete"
+    np.testing.assert_array_equal(r.read("quant/sign")[0], make_acts(0)["quant/sign"])
