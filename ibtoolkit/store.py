@@ -329,6 +329,11 @@ class ActivationStore:
         self._records, self._log_size = _parse_log(data, [l["file"] for l in m["layers"]], lpath)
         self._torn = len(data) - self._log_size
         self._index = {r["epoch"]: i for i, r in enumerate(self._records)}
+        self._epochs = None
+        for lay in m["layers"]:
+            sub = self.directory / lay["file"]
+            if sub.is_symlink() or (sub.exists() and not sub.is_dir()):
+                raise StoreError(f"{sub}: layer directory is a symlink or not a directory; refused")
 
     def _apply_manifest(self) -> None:
         m = self._manifest
@@ -463,6 +468,7 @@ class ActivationStore:
         del rec["crc32"], rec["time"]
         self._index[epoch] = len(self._records)
         self._records.append(rec)
+        self._epochs = None
 
     def _append_log(self, line: bytes) -> None:
         try:
@@ -579,7 +585,10 @@ class ActivationStore:
 
     @property
     def epochs(self) -> np.ndarray:
-        return np.array([r["epoch"] for r in self._records], dtype=np.int64)
+        if self._epochs is None:
+            self._epochs = np.array([r["epoch"] for r in self._records], dtype=np.int64)
+            self._epochs.setflags(write=False)
+        return self._epochs.copy()
 
     @property
     def last_epoch(self) -> int | None:

@@ -568,3 +568,19 @@ def test_fsync_mode_round_trip(tmp_path, data):
     r = open_store(tmp_path / "r")
     assert r.manifest["durability"] == {"fsync": True} and r.status == "complete"
     np.testing.assert_array_equal(r.read("quant/sign")[0], make_acts(0)["quant/sign"])
+
+
+def test_symlinked_layer_directory_refused(written, data, tmp_path):
+    """A hostile store cannot point a layer directory elsewhere (a resuming writer would clean files there)."""
+    d, _ = written
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "e00000042.npy"
+    victim.write_bytes(b"precious")
+    (d / "layer_02_out").rename(tmp_path / "moved")
+    (d / "layer_02_out").symlink_to(outside)
+    with pytest.raises(StoreError, match="symlink"):
+        open_store(d)
+    with pytest.raises(StoreError, match="symlink"):
+        create(d, data)
+    assert victim.read_bytes() == b"precious"
