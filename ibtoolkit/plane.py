@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
+import threading
 import uuid
 from importlib import import_module
 from pathlib import Path
@@ -237,16 +239,21 @@ class _Context:
         return out
 
 
-# Per-process state of a worker: one context per information_plane call (keyed by a token).
-_WORKER: dict[str, Any] = {"token": None, "ctx": None, "threads_limited": False}
+# State of a worker: one context per information_plane call (keyed by a token).  Thread-local,
+# so a threading backend gives every thread its own estimator instances (their caches are not
+# assumed thread-safe); in a process backend there is one per worker process.
+_LOCAL = threading.local()
+_THREADS_LIMITED = False
 
 
 def _worker_task(directory, token, layer, epochs, specs, sample_idx, invalid):
-    """One (layer, epoch chunk) task in a worker process: everything it gets is plain data."""
-    if not _WORKER["threads_limited"]:
-        _limit_threads()
-        _WORKER["threads_limited"] = True
-    if _WORKER["token"] != token:  # a new call: open the store and build the instances once
+    """One (layer, epoch chunk) task in a worker: everything it gets is plain, picklable data."""
+    global _THREADS_LIMITED
+    if not _THREADS_LIMITED and multiprocessing.parent_process() is not None:
+        _limit_threads()  # only in worker processes, never in the caller's own process
+        _THREADS_LIMITED = True
+    state = _LOCAL.__dict__
+    if state.get("token") != token:  # a new call: open the store and build the instances once
         from .store import open_store
 
         store = open_store(directory)
@@ -255,9 +262,9 @@ def _worker_task(directory, token, layer, epochs, specs, sample_idx, invalid):
         y = np.asarray(store.labels)
         if sample_idx is not None:
             x, y = x[sample_idx], y[sample_idx]
-        _WORKER["ctx"] = _Context(store, x, y, instances, invalid, sample_idx)
-        _WORKER["token"] = token
-    ctx = _WORKER["ctx"]
+        state["ctx"] = _Context(store, x, y, instances, invalid, sample_idx)
+        state["token"] = token
+    ctx = state["ctx"]
     acts = ctx.store.read(layer, epochs=np.asarray(epochs, dtype=np.int64))
     return ctx.estimate_block(layer, np.asarray(epochs, dtype=np.int64), acts)
 

@@ -184,6 +184,15 @@ def test_serial_equals_parallel(store_dir, table):
     pd.testing.assert_frame_equal(table[cols], par[cols])
 
 
+def test_threading_backend_equals_serial(store_dir, table):
+    from joblib import parallel_config
+
+    with parallel_config(backend="threading"):
+        par = information_plane(store_dir, ["plane_test_plugin"], n_jobs=2, progress=False, chunk=2)
+    cols = [c for c in table.columns if c != "calls"]
+    pd.testing.assert_frame_equal(table[cols], par[cols])
+
+
 def test_failures_become_rows(store_dir):
     df = information_plane(store_dir, ["plane_test_plugin", {"name": "plane_test_raiser", "tag": 2}],
                            progress=False, epochs=[0, 3, 13])
