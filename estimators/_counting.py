@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Keys", "InputKeys", "InputKeyCache", "row_keys", "codes_keys", "hash_rows", "label_keys",
-           "dense", "combine", "counts", "entropy_from_counts", "entropy", "mutual_information_keys",
+           "dense", "combine", "counts", "entropy_from_counts", "entropy", "joint_entropy", "mutual_information_keys",
            "discrete_point", "clamp_noise", "LN2", "NOISE_TOL"]
 
 LN2 = math.log(2.0)
@@ -357,6 +357,11 @@ def entropy_from_counts(counts_, miller_madow: bool = False) -> float:
 def entropy(keys: Keys, miller_madow: bool = False) -> float:
     """Plug-in (optionally Miller–Madow) entropy in bits of the keyed variable."""
     return _entropy_bits(counts(keys), miller_madow)
+
+
+def joint_entropy(k1: Keys, k2: Keys, miller_madow: bool = False) -> float:
+    """:math:`H(K_1, K_2)` in bits, through the combined keys of :func:`combine`."""
+    return entropy(combine(k1, k2), miller_madow)
 
 
 def clamp_noise(value: float, lo: float, hi: float, tol: float = NOISE_TOL) -> float:

@@ -126,6 +126,7 @@ def test_joint_keys_are_the_pairs(rng):
     b = rng.integers(0, 3, 500)
     for ka, kb in [(C.Keys(a, 4), C.Keys(b, 3)), (C.Keys(a, 2 ** 40), C.Keys(b, 2 ** 40))]:
         joint = C.combine(ka, kb)
+        assert C.joint_entropy(ka, kb) == pytest.approx(brute_entropy(np.stack([a, b], axis=1)), abs=1e-12)
         np.testing.assert_array_equal(first_index_of_key(joint.codes),
                                       first_index_of_equal(np.stack([a, b], axis=1)))
 
