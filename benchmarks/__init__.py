@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (never part of the test run): python -m benchmarks.bench_estimators."""
