@@ -1,0 +1,301 @@
+"""IBCallback end to end: recorded codes, inference-mode BatchNorm, round trip, resume, live MI,
+divergence, and a SIGKILL crash test."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ibtoolkit
+import tensorflow as tf
+
+from ibtoolkit import Estimator, get_estimator
+from ibtoolkit.callback import DivergenceWarning, IBCallback
+from ibtoolkit.models import mlp
+from ibtoolkit.store import StoreError, open_store
+
+import _callback_child as child
+
+HIDDEN = [f"hidden_{i}" for i in range(1, 6)]
+
+
+def _data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.choice([-1.0, 1.0], size=(n, 12)).astype(np.float32)
+    y = ((x[:, 0] + x[:, 1] + x[:, 2]) > 0).astype(np.int64)
+    return x, y
+
+
+def _compiled(**kwargs):
+    model = mlp(seed=kwargs.pop("seed", 0), **kwargs)
+    # eager training steps: a few steps of a tiny net cost less than tracing a train function; the
+    # callback's own extractor is still the compiled tf.function under test
+    model.compile(tf.keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"],
+                  run_eagerly=True)
+    return model
+
+
+def _raw(model, names, x, training=False):
+    sub = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    out = sub(x, training=training)
+    return [o.numpy() for o in (out if isinstance(out, list) else [out])]
+
+
+def test_bnn_records_only_pm1_codes_equal_to_the_next_input_quantizer(tmp_path):
+    x, y = _data()
+    model = _compiled(precision="binary")
+    cb = IBCallback(x, y, tmp_path / "run", schedule="all")
+    hist = model.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[cb])
+    store = open_store(tmp_path / "run")
+    np.testing.assert_array_equal(store.epochs, [0, 1, 2, 3])
+    assert store.layers == HIDDEN and all(store.binary.values())
+    for layer in HIDDEN:
+        codes = store.read(layer)
+        assert codes.shape == (4, 256, store.widths[layer])
+        assert set(np.unique(codes)) == {-1.0, 1.0}
+    # independent computation at the final epoch: next layer's input_quantizer on this layer's output
+    nexts = HIDDEN[1:] + ["output"]
+    for layer, raw in zip(HIDDEN, _raw(model, HIDDEN, x)):
+        quantized = model.get_layer(nexts[HIDDEN.index(layer)]).input_quantizer(raw).numpy()
+        np.testing.assert_array_equal(store.read_epoch(layer, 3), quantized)
+    assert store.metrics[3]["loss"] == pytest.approx(hist.history["loss"][-1], rel=1e-6)
+    assert store.metrics[2]["accuracy"] == pytest.approx(hist.history["accuracy"][1], rel=1e-6)
+    assert store.status == "complete"
+
+
+def test_batchnorm_codes_are_inference_mode_not_training_mode(tmp_path):
+    x, y = _data(seed=1)
+    model = _compiled(precision="binary", batch_norm=True, seed=2)
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "bn", schedule="all")])
+    store = open_store(tmp_path / "bn")
+    bns = [f"bn_{i}" for i in range(1, 6)]
+    raws = _raw(model, [f"hidden_{i}" for i in range(1, 6)], x)
+    n_differ = 0
+    for i, (layer, raw) in enumerate(zip(HIDDEN, raws)):
+        bn = model.get_layer(bns[i])
+        gamma, beta, mean, var = bn.get_weights()
+        inference = np.where(gamma * (raw - mean) / np.sqrt(var + bn.epsilon) + beta >= 0, 1.0, -1.0)
+        batch_mean, batch_var = raw.mean(axis=0), raw.var(axis=0)
+        training = np.where(gamma * (raw - batch_mean) / np.sqrt(batch_var + bn.epsilon) + beta >= 0, 1.0, -1.0)
+        recorded = store.read_epoch(layer, 2)
+        np.testing.assert_array_equal(recorded, inference)
+        n_differ += int((recorded != training).sum())
+    assert n_differ > 0  # the two modes really give different codes here, so the check above can fail
+
+
+def test_round_trip_schedule_manifest_and_default_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    x, y = _data(200, seed=3)
+    model = _compiled(name="tiny_dnn")
+    cb = IBCallback(x, y, schedule="every:2", dataset="parity-ish")
+    model.fit(x, y, epochs=5, batch_size=50, verbose=0, callbacks=[cb])
+    assert cb.directory.parent == Path("ib_runs") and cb.directory.name.startswith("tiny_dnn-")
+    store = open_store(cb.directory)
+    np.testing.assert_array_equal(store.epochs, [0, 2, 4, 5])
+    assert store.status == "complete"
+    assert not any(store.binary.values())
+    np.testing.assert_array_equal(store.inputs, x)
+    np.testing.assert_array_equal(store.labels, y)
+    h = x.astype(np.float64)
+    for layer in HIDDEN:  # the last stored epoch is the trained model
+        kernel, bias = model.get_layer(layer).get_weights()
+        h = np.tanh(h @ kernel + bias)
+        np.testing.assert_allclose(store.read_epoch(layer, 5), h, atol=1e-5)
+    assert store.read("hidden_3").shape == (4, 200, 5)
+    manifest = store.manifest
+    assert manifest["model"]["name"] == "tiny_dnn"
+    assert manifest["model"]["config"]["config"]["name"] == "tiny_dnn"
+    assert "hidden_3" in manifest["model"]["summary"]
+    assert manifest["dataset"]["name"] == "parity-ish"
+    assert manifest["dataset"]["n_samples"] == 200
+    assert manifest["dataset"]["label_counts"] == np.bincount(y).tolist()
+    assert set(store.metrics[4]) == {"loss", "accuracy"}
+
+
+def test_resume_second_fit_initial_epoch_and_new_callback(tmp_path):
+    x, y = _data(128, seed=4)
+    model = _compiled()
+    cb = IBCallback(x, y, tmp_path / "r", schedule="every:2")
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[cb])       # 0, 2, 3
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[cb])       # continues: 4, 5
+    np.testing.assert_array_equal(open_store(tmp_path / "r").epochs, [0, 2, 3, 4, 5])
+    model.fit(x, y, epochs=8, initial_epoch=5, batch_size=64, verbose=0, callbacks=[cb])  # 6, 8
+    np.testing.assert_array_equal(open_store(tmp_path / "r").epochs, [0, 2, 3, 4, 5, 6, 8])
+    fresh = IBCallback(x, y, tmp_path / "r", schedule="all")  # as after a restart: continues after epoch 8
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[fresh])
+    store = open_store(tmp_path / "r")
+    np.testing.assert_array_equal(store.epochs, [0, 2, 3, 4, 5, 6, 8, 9, 10])
+    assert store.status == "complete"
+    assert sum(e["kind"] == "resumed" for e in store.events) == 3
+    h = x.astype(np.float64)
+    for layer in HIDDEN:
+        kernel, bias = model.get_layer(layer).get_weights()
+        h = np.tanh(h @ kernel + bias)
+    np.testing.assert_allclose(store.read_epoch("hidden_5", 10), h, atol=1e-5)
+
+
+def test_early_stop_keeps_the_final_state_and_marks_interrupted(tmp_path):
+    x, y = _data(128, seed=5)
+    model = _compiled()
+
+    class StopAfter2(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.stop_training = True
+
+    model.fit(x, y, epochs=50, batch_size=64, verbose=0,
+              callbacks=[IBCallback(x, y, tmp_path / "s", schedule="every:10"), StopAfter2()])
+    store = open_store(tmp_path / "s")
+    np.testing.assert_array_equal(store.epochs, [0, 2])
+    assert store.status == "interrupted"
+
+
+class _Width(Estimator):
+    """Toy estimator: I(X;T) := number of units, I(T;Y) := 0 (checks the log key prefixes)."""
+
+    name = "width_toy"
+
+    def _estimate(self, x, t, y):
+        return float(t.shape[1]), 0.0
+
+
+def test_live_mi_in_history_equals_offline_estimates(tmp_path):
+    x, y = _data(256, seed=6)
+    model = _compiled(precision="binary", seed=3)
+    cb = IBCallback(x, y, tmp_path / "mi", schedule=[0, 1, 3], estimators=["exact", _Width()])
+    hist = model.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[cb])
+    store = open_store(tmp_path / "mi")
+    np.testing.assert_array_equal(store.epochs, [0, 1, 3])
+    exact = get_estimator("exact")
+    for layer in HIDDEN:
+        offline = [exact.estimate(store.inputs, store.read_epoch(layer, e), store.labels) for e in (1, 3)]
+        np.testing.assert_allclose(hist.history[f"ib/{layer}/ixt"], [r.ixt for r in offline], rtol=1e-12)
+        np.testing.assert_allclose(hist.history[f"ib/{layer}/ity"], [r.ity for r in offline], rtol=1e-12)
+        np.testing.assert_array_equal(hist.history[f"ib/width_toy/{layer}/ixt"], [store.widths[layer]] * 2)
+        epoch0 = exact.estimate(store.inputs, store.read_epoch(layer, 0), store.labels)
+        assert store.metrics[0][f"ib/{layer}/ixt"] == pytest.approx(epoch0.ixt, rel=1e-12)
+        assert store.metrics[3][f"ib/{layer}/ixt"] == pytest.approx(offline[1].ixt, rel=1e-12)
+    # ceilings: I(X;T) <= min(width, log2 N) and I(T;Y) <= H(Y) <= 1 bit
+    assert hist.history["ib/hidden_5/ixt"][-1] <= 3 + 1e-9
+    assert all(0 <= v <= 1 + 1e-9 for v in hist.history["ib/hidden_1/ity"])
+
+
+class _Poison(tf.keras.callbacks.Callback):
+    """Sets hidden_1's kernel to NaN at a chosen point, to make training diverge deterministically."""
+
+    def __init__(self, when, epoch):
+        super().__init__()
+        self.when, self.epoch = when, epoch
+
+    def _poison(self, epoch):
+        if epoch == self.epoch:
+            layer = self.model.get_layer("hidden_1")
+            layer.kernel.assign(np.full(layer.kernel.shape, np.nan, np.float32))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.when == "begin":
+            self._poison(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.when == "end":
+            self._poison(epoch)
+
+
+@pytest.mark.parametrize("when,epochs,event_epoch,what", [
+    ("end", [0, 1], 2, "activations"),   # poisoned after epoch 2's loss: caught in the activations
+    ("begin", [0, 1, 2], 3, "loss"),     # poisoned before epoch 3's updates: caught in its loss
+])
+def test_divergence_records_event_and_keeps_earlier_epochs(tmp_path, when, epochs, event_epoch, what):
+    x, y = _data(128, seed=7)
+    model = _compiled()
+    cb = IBCallback(x, y, tmp_path / "d", schedule="all")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=5, batch_size=64, verbose=0, callbacks=[_Poison(when, event_epoch - 1), cb])
+    assert sum(issubclass(w.category, DivergenceWarning) for w in caught) == 1
+    store = open_store(tmp_path / "d")
+    np.testing.assert_array_equal(store.epochs, epochs)
+    assert store.status == "diverged"
+    diverged = [e for e in store.events if e["kind"] == "diverged"]
+    assert len(diverged) == 1 and diverged[0]["epoch"] == event_epoch and what in diverged[0]["message"]
+    for layer in HIDDEN:
+        assert np.isfinite(store.read(layer)).all()
+
+
+def test_bad_arguments_fail_before_training(tmp_path):
+    x, y = _data(32)
+    with pytest.raises(ValueError, match="samples"):
+        IBCallback(x, y[:10])
+    with pytest.raises(ValueError, match="unknown schedule"):
+        IBCallback(x, y, schedule="sometimes")
+    with pytest.raises(ValueError, match="unknown estimator"):
+        IBCallback(x, y, estimators=["no_such_estimator"])
+    with pytest.raises(ValueError, match="dtype"):
+        IBCallback(x, y, dtype="float64")
+    with pytest.raises(ValueError, match="NaN"):
+        IBCallback(np.full((4, 12), np.nan), [0, 1, 0, 1])
+    onehot = np.eye(2)[y]
+    np.testing.assert_array_equal(IBCallback(x, onehot).y, y)
+    with pytest.raises(ValueError, match="one-hot"):
+        IBCallback(x, onehot * 0.5)
+
+
+def test_second_writer_on_a_running_store_fails(tmp_path):
+    x, y = _data(64)
+    model = _compiled()
+    first = IBCallback(x, y, tmp_path / "lock")
+    first.set_model(model)
+    first.on_train_begin()
+    try:
+        second = IBCallback(x, y, tmp_path / "lock")
+        with pytest.raises(StoreError, match="another process"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[second])
+    finally:
+        first.close()
+
+
+def test_sigkill_mid_run_leaves_a_readable_store_that_resumes(tmp_path):
+    directory = tmp_path / "crash"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(ibtoolkit.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, child.__file__, str(directory), "100000"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        n = 0
+        while n < 8:
+            assert proc.poll() is None, f"child died early: {proc.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline, "child recorded too few epochs in 120 s"
+            time.sleep(0.05)
+            if (directory / "manifest.json").exists():
+                n = len(open_store(directory).epochs)
+        time.sleep(0.137)  # somewhere inside a later epoch's commit or training
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    store = open_store(directory)
+    epochs = store.epochs
+    assert len(epochs) >= 8
+    np.testing.assert_array_equal(epochs, np.arange(len(epochs)))  # schedule "all": no gap, no torn epoch
+    assert store.status == "running"
+    for layer in store.layers:
+        stacked = store.read(layer)
+        assert stacked.shape == (len(epochs), 256, store.widths[layer])
+        assert set(np.unique(stacked)) == {-1.0, 1.0}
+        for k, e in enumerate(epochs):
+            np.testing.assert_array_equal(store.read_epoch(layer, int(e)), stacked[k])
+
+    x, y = child.make_data()
+    model = child.build_model()
+    model.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[IBCallback(x, y, directory, schedule="all")])
+    resumed = open_store(directory)
+    last = int(epochs[-1])
+    np.testing.assert_array_equal(resumed.epochs, np.append(epochs, [last + 1, last + 2]))
+    assert resumed.status == "complete"
