@@ -114,7 +114,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     epochs, repeats, ref_calls = (2, 2, 1) if args.quick else (5, 5, 2)
     rng = np.random.default_rng(0)
-    print(f"ibtoolkit estimator benchmark ({'quick' if args.quick else 'full'}; {os.cpu_count()} CPUs)")
+    print(f"ibtoolkit estimator benchmark ({'quick' if args.quick else 'full'}; {os.cpu_count()} CPUs; "
+          f"load average {os.getloadavg()[0]:.2f}: other processes slow every figure down)")
 
     x = _twelve_bit_inputs()
     y = (rng.random(4096) < 2118 / 4096).astype(np.int64)
@@ -137,6 +138,7 @@ def main(argv=None):
         writer.writeheader()
         writer.writerows(rows)
     missed = [f"{r['estimator']}@{r['case']}/d={r['width']}" for r in rows if r["meets_target"] is False]
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print(f"wrote {out}; targets missed: {', '.join(missed) if missed else 'none'}")
 
 

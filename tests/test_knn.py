@@ -114,9 +114,9 @@ def test_ross_fallback_path_equals_full_neighbour_list():
     rng = np.random.default_rng(8)
     y = rng.choice(3, size=400, p=[0.8, 0.15, 0.05])
     z = rng.normal(size=(400, 2)) + 0.5 * y[:, None]
-    tree, dist, idx = knn._neighbours(z, 399)
-    full, none_missing = knn._ross_nats(z, y, 3, tree, dist, idx)
-    empty, all_missing = knn._ross_nats(z, y, 3, tree, dist[:, :0], idx[:, :0])
+    dist, idx = knn._neighbours(z, 399)
+    full, none_missing = knn._ross_nats(z, y, 3, dist, idx)
+    empty, all_missing = knn._ross_nats(z, y, 3, dist[:, :0], idx[:, :0])
     assert none_missing == 0 and all_missing == 400
     assert empty == pytest.approx(full, abs=1e-12)
 
