@@ -7,10 +7,12 @@ Shapes: the Shwartz-Ziv & Tishby hidden layers, N x (10 + 7 + 5 + 4 + 3).  Measu
 * ``store``: :meth:`ActivationStore.append` (layer files via temp + rename, one line appended to the
   epoch log), binary (bit-packed) and float32 layers, medians over the first 200 epochs and over the
   last 200 epochs of a run of ``--epochs`` epochs (the cost must not grow with the run);
-* ``store fsync``: the same with ``fsync=True`` (durable against power loss);
 * ``naive``: ``np.save`` per layer plus rewriting one JSON manifest that lists every epoch (the
-  design the epoch log replaces), at the same epoch counts;
-* ``read``: :meth:`ActivationStore.read` of one layer over 270 epochs (the paper's schedule size).
+  design the epoch log replaces).  The writers alternate within each epoch, so they see the same
+  machine load;
+* ``fsync``: 200 epochs with ``fsync=True`` alternating with 200 without (durable against power loss);
+* ``read``: :meth:`ActivationStore.read` of one layer over 270 epochs (the paper's schedule size),
+  against a bare ``np.load`` loop over the same files (the price of the size/CRC/shape checks).
 
 Prints medians and ratios and writes ``benchmarks/results/store.csv``.
 """
@@ -37,39 +39,47 @@ def _acts(rng, n, binary):
             .astype(np.float32) for i, w in enumerate(WIDTHS)}
 
 
-def bench_store(root, n, epochs, binary, fsync=False):
-    rng = np.random.default_rng(0)
-    x, y = rng.integers(0, 2, (n, 12)).astype(np.float32), rng.integers(0, 2, n)
-    acts = [_acts(rng, n, binary) for _ in range(4)]
-    d = Path(tempfile.mkdtemp(dir=root))
-    s = ActivationStore.create(d / "run", inputs=x, labels=y, layers=[(f"h{i}", w) for i, w in enumerate(WIDTHS)],
-                               binary=[binary] * len(WIDTHS), fsync=fsync)
-    times = np.empty(epochs)
-    for e in range(epochs):
-        t0 = time.perf_counter()
-        s.append(e, acts[e % 4], {"loss": 0.5, "accuracy": 0.9})
-        times[e] = time.perf_counter() - t0
-    s.close()
-    return times, d
+class _Store:
+    """The store under test (one run directory)."""
+
+    def __init__(self, root, n, binary, fsync=False):
+        rng = np.random.default_rng(0)
+        x, y = rng.integers(0, 2, (n, 12)).astype(np.float32), rng.integers(0, 2, n)
+        self.dir = Path(tempfile.mkdtemp(dir=root)) / "run"
+        self.store = ActivationStore.create(self.dir, inputs=x, labels=y, fsync=fsync,
+                                            layers=[(f"h{i}", w) for i, w in enumerate(WIDTHS)],
+                                            binary=[binary] * len(WIDTHS))
+
+    def step(self, epoch, acts):
+        self.store.append(epoch, acts, {"loss": 0.5, "accuracy": 0.9})
 
 
-def bench_naive(root, n, epochs, binary):
-    """np.save per layer + full manifest rewrite (temp + os.replace) each epoch; no checksums."""
-    rng = np.random.default_rng(0)
-    acts = [_acts(rng, n, binary) for _ in range(4)]
-    d = Path(tempfile.mkdtemp(dir=root))
-    manifest = {"epochs": []}
-    times = np.empty(epochs)
+class _Naive:
+    """Reference: np.save per layer + full JSON manifest rewrite (temp + os.replace) per epoch; no checksums."""
+
+    def __init__(self, root, binary):
+        self.dir = Path(tempfile.mkdtemp(dir=root))
+        self.binary = binary
+        self.manifest = {"epochs": []}
+
+    def step(self, epoch, acts):
+        for name, a in acts.items():
+            np.save(self.dir / f"{name}_{epoch:08d}.npy", np.packbits(a > 0, axis=1) if self.binary else a)
+        self.manifest["epochs"].append({"epoch": epoch, "metrics": {"loss": 0.5, "accuracy": 0.9}})
+        tmp = self.dir / "manifest.json.tmp"
+        tmp.write_text(json.dumps(self.manifest))
+        tmp.replace(self.dir / "manifest.json")
+
+
+def interleaved(writers: dict, epochs: int, acts: dict) -> dict:
+    """Time each writer's step for every epoch, alternating writers within the epoch (same machine load)."""
+    times = {k: np.empty(epochs) for k in writers}
     for e in range(epochs):
-        t0 = time.perf_counter()
-        for name, a in acts[e % 4].items():
-            np.save(d / f"{name}_{e:08d}.npy", np.packbits(a > 0, axis=1) if binary else a)
-        manifest["epochs"].append({"epoch": e, "metrics": {"loss": 0.5, "accuracy": 0.9}})
-        tmp = d / "manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest))
-        tmp.replace(d / "manifest.json")
-        times[e] = time.perf_counter() - t0
-    return times, d
+        for k, w in writers.items():
+            t0 = time.perf_counter()
+            w.step(e, acts[k][e % len(acts[k])])
+            times[k][e] = time.perf_counter() - t0
+    return times
 
 
 def main():
@@ -91,29 +101,49 @@ def main():
         return early, late
 
     try:
-        sb, db = bench_store(root, args.n, args.epochs, binary=True)
-        e_sb, l_sb = add("store binary (packbits)", sb)
-        nb, dn = bench_naive(root, args.n, args.epochs, binary=True)
-        e_nb, l_nb = add("naive binary (json manifest)", nb)
-        shutil.rmtree(dn)
-        sf, df = bench_store(root, args.n, 2 * WINDOW, binary=False)
-        add("store float32", sf)
-        sy, dy = bench_store(root, args.n, WINDOW, binary=True, fsync=True)
-        add("store binary fsync=True", sy, first=False)
-        print(f"ratio naive/store at the last {WINDOW} of {args.epochs} epochs (binary): {l_nb / l_sb:.2f}")
-        print(f"ratio store last/first (cost growth over the run): {l_sb / e_sb:.2f}")
-        for d, name, label in ((db, "h0", "read binary h0 (E=270)"), (df, "h0", "read float32 h0 (E=270)")):
-            s = open_store(d / "run")
+        rng = np.random.default_rng(1)
+        bin_acts = [_acts(rng, args.n, True) for _ in range(4)]
+        flt_acts = [_acts(rng, args.n, False) for _ in range(4)]
+        writers = {"store binary (packbits)": _Store(root, args.n, True),
+                   "naive binary (json manifest)": _Naive(root, True),
+                   "store float32": _Store(root, args.n, False)}
+        acts = {"store binary (packbits)": bin_acts, "naive binary (json manifest)": bin_acts,
+                "store float32": flt_acts}
+        t = interleaved(writers, args.epochs, acts)
+        res = {k: add(k, v) for k, v in t.items()}
+        sb, nb = res["store binary (packbits)"], res["naive binary (json manifest)"]
+        print(f"ratio naive/store, binary, first {WINDOW}: {nb[0] / sb[0]:.2f}   last {WINDOW} of {args.epochs}: "
+              f"{nb[1] / sb[1]:.2f}")
+        print(f"ratio store last/first (cost growth over {args.epochs} epochs): binary {sb[1] / sb[0]:.2f}, "
+              f"naive {nb[1] / nb[0]:.2f}")
+        ty = interleaved({"store binary fsync=False": _Store(root, args.n, True),
+                          "store binary fsync=True": _Store(root, args.n, True, fsync=True)},
+                         WINDOW, {"store binary fsync=False": bin_acts, "store binary fsync=True": bin_acts})
+        fy = {k: add(k, v, first=False) for k, v in ty.items()}
+        print(f"ratio fsync=True / fsync=False: {fy['store binary fsync=True'][0] / fy['store binary fsync=False'][0]:.1f}")
+        for key, label in (("store binary (packbits)", "binary"), ("store float32", "float32")):
+            s = open_store(writers[key].dir)
             eps = s.epochs[:270]
-            ts = []
+            lay = s.manifest["layers"][0]
+            checked, plain = [], []
             for _ in range(5):
                 t0 = time.perf_counter()
-                s.read(name, eps)
-                ts.append(time.perf_counter() - t0)
-            med = float(np.median(ts) * 1e3)
-            rows.append({"case": label, "n": args.n, "epochs": len(eps), "median_ms_first200": round(med, 3),
-                         "median_ms_last200": float("nan")})
-            print(f"{label:32s} {med:8.2f} ms per call")
+                s.read("h0", eps)
+                checked.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()  # reference: np.load of the same files, no size/CRC/shape checks
+                stack = np.stack([np.load(writers[key].dir / lay["file"] / f"e{e:08d}.npy") for e in eps])
+                if lay["binary"]:
+                    np.unpackbits(stack, axis=2, count=lay["width"]).astype(np.float32) * 2 - 1
+                plain.append(time.perf_counter() - t0)
+            mc, mp = float(np.median(checked) * 1e3), float(np.median(plain) * 1e3)
+            for case, med in ((f"read {label} h0 E=270 (store.read)", mc), (f"read {label} h0 E=270 (np.load loop)", mp)):
+                rows.append({"case": case, "n": args.n, "epochs": len(eps), "median_ms_first200": round(med, 3),
+                             "median_ms_last200": float("nan")})
+            print(f"read {label} h0, 270 epochs: store.read {mc:.1f} ms, plain np.load loop {mp:.1f} ms, "
+                  f"ratio {mc / mp:.2f}")
+        for w in writers.values():
+            if isinstance(w, _Store):
+                w.store.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     out = Path(args.out)
