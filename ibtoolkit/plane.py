@@ -45,7 +45,7 @@ import pandas as pd
 from .estimator import Estimator
 from .registry import _REGISTRY, get_estimator
 
-__all__ = ["information_plane", "write_plane", "read_plane", "BASE_COLUMNS", "SATURATION_TOL"]
+__all__ = ["information_plane", "write_plane", "read_plane", "BASE_COLUMNS", "SATURATION_TOL", "CHUNK_BYTES"]
 
 #: Columns every table starts with, in this order.
 BASE_COLUMNS = ["run", "dataset", "model", "precision", "variant", "seed",
@@ -57,6 +57,9 @@ BASE_COLUMNS = ["run", "dataset", "model", "precision", "variant", "seed",
 END_COLUMNS = ["status", "error"]
 _RESERVED = set(BASE_COLUMNS) | set(END_COLUMNS)
 _RUN_KEYS = ("dataset", "model", "precision", "variant", "seed")
+
+#: Memory budget of one chunk of activations (float32) in a task; wide layers get fewer epochs per read.
+CHUNK_BYTES = 128 * 2**20
 
 #: ``saturated`` is ``ixt >= ixt_ceiling - SATURATION_TOL`` (bits) unless the estimator reports it.
 SATURATION_TOL = 1e-6
@@ -94,7 +97,9 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
     random_state : int
         Seed of that subset (``numpy.random.default_rng(random_state)``).
     chunk : int
-        Epochs per task (and per read): the memory of one task is ``chunk × N × width`` floats.
+        Most epochs per task (and per read).  Wide layers get fewer, so that one chunk of
+        activations stays under :data:`CHUNK_BYTES` (at least one epoch): the memory of a task is
+        about ``min(chunk, CHUNK_BYTES / (4 N width)) × N × width`` float32 values.
 
     Returns
     -------
@@ -126,21 +131,23 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
               disable=not progress) as bar:
         if n_jobs == 1:
             ctx = _Context(store, x, y, instances, invalid, sample_idx)
+            everything = np.array_equal(epoch_list, np.asarray(store.epochs, dtype=np.int64))
             for layer in layer_list:
-                if not len(epoch_list):
-                    break
-                for chunk_epochs, acts in store.iter_chunks(layer, chunk=chunk):
-                    keep = np.isin(np.asarray(chunk_epochs), epoch_list)
-                    if not keep.any():
-                        continue
-                    out = ctx.estimate_block(layer, np.asarray(chunk_epochs)[keep], acts[keep])
+                size = _layer_chunk(chunk, x_all.shape[0], store.widths[layer])
+                if everything:  # stream the whole layer, one chunk of epochs at a time
+                    pieces = store.iter_chunks(layer, chunk=size)
+                else:  # read only the selected epochs, chunk by chunk
+                    pieces = ((part, store.read(layer, part)) for part in _split(epoch_list, size))
+                for chunk_epochs, acts in pieces:
+                    out = ctx.estimate_block(layer, np.asarray(chunk_epochs), acts)
+                    del acts
                     results.extend(out)
                     bar.update(len(out))
         else:
             from joblib import Parallel, delayed
 
-            tasks = [(layer, epoch_list[i:i + chunk]) for layer in layer_list
-                     for i in range(0, len(epoch_list), chunk)]
+            tasks = [(layer, part) for layer in layer_list
+                     for part in _split(epoch_list, _layer_chunk(chunk, x_all.shape[0], store.widths[layer]))]
             token = uuid.uuid4().hex
             directory = str(store.directory)
             parallel = Parallel(n_jobs=int(n_jobs), return_as="generator")
@@ -373,6 +380,16 @@ def _select_epochs(store, epochs) -> np.ndarray:
         raise ValueError(f"epoch(s) {missing.tolist()} are not recorded in the store "
                          f"(recorded: {len(recorded)} epochs from {recorded[:1].tolist()} to {recorded[-1:].tolist()})")
     return wanted
+
+
+def _layer_chunk(chunk: int, n: int, width: int) -> int:
+    """Epochs per read for one layer: at most ``chunk``, and within :data:`CHUNK_BYTES` if possible."""
+    per_epoch = 4 * int(n) * int(width)
+    return int(max(1, min(int(chunk), CHUNK_BYTES // max(per_epoch, 1))))
+
+
+def _split(epochs: np.ndarray, size: int) -> list[np.ndarray]:
+    return [epochs[i:i + size] for i in range(0, len(epochs), size)]
 
 
 def _subsample_indices(n: int, subsample, random_state):

@@ -173,6 +173,26 @@ def test_open_store_object_equals_directory(store_dir, table):
     pd.testing.assert_frame_equal(df.drop(columns="calls"), table.drop(columns="calls"))
 
 
+def test_streams_within_the_chunk_budget(store_dir, table, monkeypatch):
+    import ibtoolkit.plane as plane
+
+    store = open_store(store_dir)
+    sizes = []
+    real_read = store.read
+
+    def spy_read(layer, epochs=None):
+        out = real_read(layer, epochs)
+        sizes.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(store, "read", spy_read)
+    monkeypatch.setattr(plane, "CHUNK_BYTES", 80 * 5 * 4 * 2)  # two epochs of the widest layer
+    df = information_plane(store, "plane_test_plugin", progress=False)
+    # budget 3200 bytes; widths 5, 3, 2 -> 2, 3 and 5 epochs per read (7 epochs each), never a whole layer
+    assert sizes == [2, 2, 2, 1, 3, 3, 1, 5, 2]
+    pd.testing.assert_frame_equal(df.drop(columns="calls"), table.drop(columns="calls"))
+
+
 def test_one_instance_serves_all_layers_and_epochs(table):
     # 'calls' counts the estimate() calls of the one instance: 1, 2, ... in task order
     assert sorted(table["calls"].tolist()) == list(range(1, len(table) + 1))
