@@ -24,6 +24,7 @@ Conventions shared by all figures
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -160,6 +161,12 @@ def _describe(info: dict, n_runs: int) -> str:
     return " · ".join(parts)
 
 
+def _wrap(text: str, width: int) -> str:
+    """Wrap a title to lines of at most ``width`` characters (keeps explicit line breaks)."""
+    return "\n".join(textwrap.fill(line, width=max(int(width), 20), break_long_words=False,
+                                    break_on_hyphens=False) for line in text.split("\n"))
+
+
 def _present(value) -> bool:
     return value is not None and not (isinstance(value, float) and np.isnan(value)) and value is not pd.NA \
         and str(value) != ""
@@ -291,7 +298,7 @@ def plot_information_plane(df: pd.DataFrame, ax=None, phases: pd.DataFrame | Non
         handles = _phase_legend(ax, handles)
     ax.legend(handles=handles, title="layer", fontsize=8, title_fontsize=8, loc="lower right", framealpha=0.85)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="epoch (symlog)")
-    ax.set_title(title if title is not None else "Information plane\n" + _describe(info, _n_runs(df)),
+    ax.set_title(title if title is not None else _wrap("Information plane\n" + _describe(info, _n_runs(df)), 64),
                  fontsize=10)
     return _finish(fig, path)
 
@@ -320,7 +327,7 @@ def plot_estimator_grid(df: pd.DataFrame, phases: pd.DataFrame | None = None, *,
             elif "estimator" in phases.columns:
                 ph = phases[phases["estimator"] == part["estimator"].iloc[0]]
         handles = _draw_plane(ax, part, ph, cmap, norm, colors)
-        ax.set_title(label, fontsize=9)
+        ax.set_title(_wrap(str(label), 44), fontsize=9)
         if ax is not axes[0, 0]:
             ax.set_ylabel("")
     if phases is not None:
@@ -329,8 +336,8 @@ def plot_estimator_grid(df: pd.DataFrame, phases: pd.DataFrame | None = None, *,
                       framealpha=0.85)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), label="epoch (symlog)", shrink=0.9)
     info.pop("estimator_label", None)
-    fig.suptitle(title if title is not None else "Information plane per estimator · " + _describe(info, _n_runs(df)),
-                 fontsize=11)
+    fig.suptitle(title if title is not None else _wrap("Information plane per estimator · "
+                                                       + _describe(info, _n_runs(df)), 40 * len(labels)), fontsize=11)
     return _finish(fig, path)
 
 
@@ -391,8 +398,8 @@ def plot_mi_vs_epoch(df: pd.DataFrame, phases: pd.DataFrame | None = None, *, ti
         handles = _phase_legend(axes[0, 1], handles)
     axes[0, 1].legend(handles=handles, title="layer", fontsize=8, title_fontsize=8, loc="lower right",
                       framealpha=0.85)
-    fig.suptitle(title if title is not None else "Mutual information over training · " + _describe(info, _n_runs(df)),
-                 fontsize=10)
+    fig.suptitle(title if title is not None else _wrap("Mutual information over training · "
+                                                       + _describe(info, _n_runs(df)), 120), fontsize=10)
     return _finish(fig, path)
 
 
@@ -446,8 +453,8 @@ def plot_metrics(df: pd.DataFrame, *, metrics: Sequence[str] | None = None, titl
         ax.set_title(base.replace("_", " "), fontsize=10)
         _epoch_axis(ax)
         ax.legend(fontsize=8)
-    fig.suptitle(title if title is not None else "Training curves · " + _describe(info, _n_runs(per_epoch)),
-                 fontsize=10)
+    fig.suptitle(title if title is not None else _wrap("Training curves · " + _describe(info, _n_runs(per_epoch)),
+                                                       50 * len(bases)), fontsize=10)
     return _finish(fig, path)
 
 
@@ -481,8 +488,9 @@ def plot_overlap(phase_table: pd.DataFrame, *, title: str | None = None, path=No
         raise ValueError("the phase table needs a 'precision' and/or 'variant' column to tell DNN from BNN")
     if phase_table.empty:
         raise ValueError("nothing to plot: the phase table is empty")
-    label_cols = [c for c in ("dataset", "model") if c in phase_table.columns
-                  and phase_table[c].nunique(dropna=False) > 1] + group_cols
+    varies = [c for c in ("dataset", "model") if c in phase_table.columns
+              and phase_table[c].nunique(dropna=False) > 1]
+    label_cols = varies if "model" in varies else varies + group_cols  # model names already say it
     pt = phase_table.copy()
     pt["_group"] = pt[label_cols].astype(str).agg(" / ".join, axis=1)
     dup = pt.duplicated(["_group", "layer", "estimator"])
@@ -524,8 +532,8 @@ def plot_overlap(phase_table: pd.DataFrame, *, title: str | None = None, path=No
         ax.set_xlabel("layer")
         ax.grid(True, axis="y", lw=0.4, alpha=0.4)
         if skipped:
-            ax.text(0.01, 0.99, "no compression:\n" + "\n".join(skipped), transform=ax.transAxes, va="top",
-                    fontsize=6, color="0.35")
+            ax.text(0.02, 0.5, "no compression:\n" + "\n".join(skipped), transform=ax.transAxes, va="center",
+                    fontsize=7, color="0.3", bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85})
     axes[0, 0].set_ylabel("overlap = compression done by $e_{fit}$")
     low, high = axes[0, 0].get_ylim()
     axes[0, 0].set_ylim(min(low, -0.1), max(high, 1.1))
@@ -537,6 +545,6 @@ def plot_overlap(phase_table: pd.DataFrame, *, title: str | None = None, path=No
                 labels.append(lab)
     if handles:
         axes[0, -1].legend(handles, labels, fontsize=8, loc="lower right", framealpha=0.85)
-    fig.suptitle(title if title is not None else "Simultaneity of fitting and compression "
-                 "(0 = separate, 1 = simultaneous; median and interval over seeds)", fontsize=10)
+    fig.suptitle(title if title is not None else _wrap("Simultaneity of fitting and compression (0 = separate, "
+                 "1 = simultaneous; median and interval over seeds)", 45 * len(estimators)), fontsize=10)
     return _finish(fig, path)
