@@ -38,6 +38,7 @@ class Analysis:
     dpi: pd.DataFrame | None = None
     saturation: pd.DataFrame | None = None
     failures: list = field(default_factory=list)
+    model_order: list = field(default_factory=list)   # models in the order of the preset / plane
 
     @classmethod
     def empty(cls) -> "Analysis":
@@ -47,7 +48,7 @@ class Analysis:
         """The verdict table (model x layer by estimator) and summary, as printed by the CLI."""
         parts = []
         if self.phases is not None and len(self.phases):
-            parts.append(_text_table(verdict_matrix(self.phases)))
+            parts.append(_text_table(verdict_matrix(self.phases, self.model_order)))
         summary = _summary_text(self.verdicts)
         if summary:
             parts.append(summary)
@@ -67,7 +68,7 @@ def analyse(plane: pd.DataFrame) -> Analysis:
     """Phase table, verdict summary, estimator agreement, DPI and saturation checks of ``plane``."""
     from ibtoolkit import phases as ph
 
-    analysis = Analysis()
+    analysis = Analysis(model_order=list(dict.fromkeys(plane["model"].astype(str))) if "model" in plane else [])
     ok = plane[plane["status"] == "ok"] if "status" in plane else plane
     analysis.phases = _step(analysis, "phase table", ph.phase_table, ok)
     if analysis.phases is not None:
@@ -78,7 +79,7 @@ def analyse(plane: pd.DataFrame) -> Analysis:
     return analysis
 
 
-def verdict_matrix(phases: pd.DataFrame) -> pd.DataFrame:
+def verdict_matrix(phases: pd.DataFrame, model_order=()) -> pd.DataFrame:
     """Rows model x layer, columns estimators, cells ``verdict (overlap ...)``.
 
     With several seeds a cell shows the verdict counts over runs (e.g. ``simultaneous 3/3``) and
@@ -95,13 +96,20 @@ def verdict_matrix(phases: pd.DataFrame) -> pd.DataFrame:
     for (model, layer, est), g in df.groupby(["_row_model", layer_key, "estimator"], sort=False):
         cells[(model, layer, est)] = _cell(g)
     rows = list(dict.fromkeys((m, lay) for m, lay, _ in cells))
-    if "layer_index" in df:
-        index = df.groupby(["_row_model", layer_key])["layer_index"].first().to_dict()
-        rows.sort(key=lambda r: (list(dict.fromkeys(df["_row_model"])).index(r[0]), index.get(r, 0)))
+    models = list(dict.fromkeys(df["_row_model"]))
+    rank = {m: i for i, m in enumerate(sorted(models, key=lambda m: _order_key(m, list(model_order), models)))}
+    index = (df.groupby(["_row_model", layer_key])["layer_index"].first().to_dict() if "layer_index" in df
+             else {r: i for i, r in enumerate(rows)})
+    rows.sort(key=lambda r: (rank[r[0]], index.get(r, 0)))
     estimators = list(dict.fromkeys(e for _, _, e in cells))
     table = pd.DataFrame([{"model": m, "layer": lay, **{e: cells.get((m, lay, e), "") for e in estimators}}
                           for m, lay in rows])
     return table
+
+
+def _order_key(model: str, model_order: list, models: list) -> tuple:
+    base = model.split("/")[-1]
+    return (model_order.index(base) if base in model_order else len(model_order), models.index(model))
 
 
 def _cell(group: pd.DataFrame) -> str:
@@ -260,7 +268,8 @@ def _run_summary(runs, stores) -> pd.DataFrame:
                 last = store.metrics.get(int(store.epochs[-1]), {}) if len(store.epochs) else {}
                 for key in ("accuracy", "val_accuracy", "loss"):
                     row[f"final {key}"] = last.get(key)
-                row["events"] = "; ".join(f"{e.get('kind')}@{e.get('epoch')}" for e in store.events)
+                row["events"] = "; ".join(f"{e.get('kind')}@{e.get('epoch')}" for e in store.events
+                                          if not (e.get("kind") == "resumed" and e.get("epoch") is None))
             except Exception as exc:  # noqa: BLE001 - shown in the report row
                 row["status"] = f"unreadable: {type(exc).__name__}: {exc}"
         rows.append(row)
@@ -310,7 +319,7 @@ def write_report(out, *, preset, runs, stores, plane, analysis: Analysis, figure
               "while fitting), `separate` (compression after fitting) or `no compression`; see "
               "`ibtoolkit.phases` for the rule and thresholds.", ""]
     if analysis.phases is not None and len(analysis.phases):
-        lines += [markdown_table(verdict_matrix(analysis.phases)), ""]
+        lines += [markdown_table(verdict_matrix(analysis.phases, analysis.model_order)), ""]
     else:
         lines += ["_no phase table (see failures)_", ""]
     summary = _summary_text(analysis.verdicts)

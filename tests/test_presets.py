@@ -22,10 +22,11 @@ def test_unknown_preset_lists_names():
 
 def test_get_preset_returns_an_independent_copy():
     p = presets.get_preset("quick")
+    epochs = p["models"][0]["epochs"]
     p["models"][0]["epochs"] = -5
     p["seeds"].append(99)
     fresh = presets.get_preset("quick")
-    assert fresh["models"][0]["epochs"] == 1500
+    assert fresh["models"][0]["epochs"] == epochs > 0
     assert fresh["seeds"] == [0]
 
 

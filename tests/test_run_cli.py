@@ -152,3 +152,37 @@ def test_list_estimators_in_a_real_subprocess():
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
     assert {"exact", "binning", "kde", "ksg", "naive_plugin"} <= set(names)
+
+
+def test_completed_store_is_reused_only_for_the_same_training_settings(tiny_run):
+    from experiments import presets
+    from experiments.training import expand_runs, run_directory, store_is_complete
+
+    out, _ = tiny_run
+    cfg = expand_runs(presets.get_preset("tiny"))[1]
+    assert cfg["run_id"] == RUNS[1]
+    assert store_is_complete(run_directory(out, cfg), cfg)
+    longer = {**cfg, "model": {**cfg["model"], "epochs": 5}}
+    other_seed = {**cfg, "seed": 1}
+    assert not store_is_complete(run_directory(out, cfg), longer)
+    assert not store_is_complete(run_directory(out, cfg), other_seed)
+    # changing only the estimators does not invalidate the training
+    assert store_is_complete(run_directory(out, cfg), {**cfg, "model": {**cfg["model"], "estimators": []}})
+
+
+def test_prepare_data_maps_bnn_inputs_to_pm1_and_keeps_the_analysis_set_in_order():
+    from experiments import presets
+    from experiments.datasets import tishby_dataset
+    from experiments.training import expand_runs, prepare_data
+
+    dnn_cfg, bnn_cfg = expand_runs(presets.get_preset("tiny"))
+    x, y = tishby_dataset()
+    bnn, dnn = prepare_data(bnn_cfg), prepare_data(dnn_cfg)
+    assert (len(bnn["y_train"]), len(bnn["y_test"])) == (3277, 819)       # 80/20 of 4096
+    assert set(np.unique(bnn["x_train"])) == {-1.0, 1.0}
+    assert set(np.unique(dnn["x_train"])) == {0.0, 1.0}
+    np.testing.assert_array_equal(bnn["x_analysis"], 2.0 * x - 1.0)        # all 4096, counting order
+    np.testing.assert_array_equal(dnn["x_analysis"], x)
+    np.testing.assert_array_equal(bnn["y_analysis"], y)
+    assert int(bnn["y_analysis"].sum()) == 2118
+    np.testing.assert_array_equal(bnn["y_test"], dnn["y_test"])           # one split for every model
