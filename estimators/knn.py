@@ -58,6 +58,7 @@ from scipy.stats import rankdata
 
 from ibtoolkit import Estimator, EstimateResult, register_estimator
 from ibtoolkit.estimator import LN2
+from ibtoolkit.validation import as_labels, as_samples, check_pair
 
 from .kde import InputGroups
 
@@ -141,9 +142,7 @@ def _prepare(a: np.ndarray, rng: np.random.Generator, copula: bool) -> np.ndarra
 # ----------------------------------------------------------------------------- public functions (bits)
 def kl_entropy(z, k: int = 3) -> float:
     """Kozachenko–Leonenko differential entropy of the rows of ``z`` (N × d), max-norm, in bits."""
-    z = np.asarray(z, dtype=np.float64)
-    if z.ndim == 1:
-        z = z[:, None]
+    z = as_samples(z, "z").astype(np.float64)
     k = _check_k(k, z.shape[0])
     dist, _ = _neighbours(z, k)
     return _kl_entropy_nats(dist[:, k - 1], z.shape[1], k) / LN2
@@ -154,12 +153,11 @@ def ross_mutual_information(z, y, k: int = 3) -> float:
 
     Not clamped: may be slightly negative when Z and Y are independent.
     """
-    z = np.asarray(z, dtype=np.float64)
-    if z.ndim == 1:
-        z = z[:, None]
+    z = as_samples(z, "z").astype(np.float64)
+    y = as_labels(y, n=z.shape[0])
     k = _check_k(k, z.shape[0])
     dist, idx = _neighbours(z, min(_QUERY_FACTOR * k, z.shape[0] - 1))
-    return _ross_nats(z, np.asarray(y), k, dist, idx)[0] / LN2
+    return _ross_nats(z, y, k, dist, idx)[0] / LN2
 
 
 def ksg_mutual_information(a, b, k: int = 3, copula: bool = False, random_state=0) -> float:
@@ -168,10 +166,7 @@ def ksg_mutual_information(a, b, k: int = 3, copula: bool = False, random_state=
     ``a`` (N × da) and ``b`` (N × db) are continuous arrays; not clamped (may be slightly
     negative for independent variables).
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    a = a[:, None] if a.ndim == 1 else a
-    b = b[:, None] if b.ndim == 1 else b
+    a, b = check_pair(a, b)
     n = a.shape[0]
     k = _check_k(k, n)
     rng = np.random.default_rng(random_state)

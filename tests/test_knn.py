@@ -236,3 +236,9 @@ def test_bad_input_raises():
         est.mutual_information(np.ones((10, 1)), np.ones((9, 1)))
     with pytest.raises(ValueError, match="integer"):
         est.estimate(np.ones((10, 2)), np.ones((10, 2)), np.linspace(0, 1, 10))
+    with pytest.raises(ValueError, match="3 labels but there are 10 samples"):
+        ross_mutual_information(np.ones((10, 2)), [0, 1, 0])
+    with pytest.raises(ValueError, match="infinite"):
+        kl_entropy(np.full((10, 2), np.inf))
+    with pytest.raises(ValueError, match="distinct points"):
+        kl_entropy(np.ones((10, 2)))
