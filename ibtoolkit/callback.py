@@ -18,6 +18,14 @@ or ``ib/<estimator>/<layer>/ixt`` (others) to the Keras ``logs``: they reach ``H
 recorded epochs, so those lists are shorter than ``loss``) and callbacks placed after this one
 (e.g. ``TensorBoard``).  The values are also stored with the epoch's metrics.
 
+Writing: the extraction runs in ``on_epoch_end`` (the weights change right after); the commit to
+the store (:meth:`ActivationStore.append`, events, status) runs by default on one background
+thread, in order, so disk writes overlap the next epoch's training.  At most two epochs are in
+flight (back-pressure beyond), an error of the writer is raised in the training thread at the next
+epoch or at the end of ``fit``, and ``on_train_end`` waits for every write.  A SIGKILL loses at most
+the epochs still in flight; every committed epoch stays readable.  ``background=False`` writes
+synchronously.
+
 Divergence (non-finite loss or activations, issue 7): an event ``diverged`` is recorded, the status
 set to ``diverged``, one warning issued, and nothing more is recorded; earlier epochs are kept and
 no NaN array is written.
@@ -27,6 +35,8 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +143,13 @@ class IBCallback(tf.keras.callbacks.Callback):
         Storage type of continuous layers.
     verbose : int
         0 silent; 1 prints the store directory and the number of recorded epochs.
+    background : bool
+        Commit epochs to the store on a background writer thread (default) or synchronously.
     """
 
     def __init__(self, x, y, directory=None, schedule="log", n_points: int = DEFAULT_N_POINTS, layers=None,
-                 estimators=None, dataset=None, batch_size: int = 4096, dtype: str = "float32", verbose: int = 0):
+                 estimators=None, dataset=None, batch_size: int = 4096, dtype: str = "float32", verbose: int = 0,
+                 background: bool = True):
         super().__init__()
         x = np.asarray(x)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
@@ -162,6 +175,7 @@ class IBCallback(tf.keras.callbacks.Callback):
             raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
         self.dtype = dtype
         self.verbose = int(verbose)
+        self.background = bool(background)
         if dataset is None:
             dataset = {}
         elif isinstance(dataset, str):
@@ -186,6 +200,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._diverged = False
         self._warned = False
         self._last_logs: dict = {}
+        self._writer = None
+        self._pending: deque = deque()
 
     # ------------------------------------------------------------------ lifecycle
     def on_train_begin(self, logs=None):
@@ -209,6 +225,8 @@ class IBCallback(tf.keras.callbacks.Callback):
             binary=[t.binary for t in self.taps], model=_describe_model(model, self.taps), dataset=dataset,
             schedule=schedule, dtype=self.dtype, resume=True)
         self.store.set_status("running")
+        if self.background:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="IBCallback-writer")
         epochs = self.store.epochs
         self._stored_last = int(epochs[-1]) if len(epochs) else None
         self._start = max(self._trained, self._stored_last or 0)
@@ -234,6 +252,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         absolute = int(epoch) + 1 + self._offset
         self._trained = absolute
         self._last_logs = logs if logs is not None else {}
+        self._check_writes()
         if self._diverged:
             return
         bad = [k for k, v in _scalar_metrics(logs).items() if k.endswith("loss") and not np.isfinite(v)]
@@ -255,17 +274,37 @@ class IBCallback(tf.keras.callbacks.Callback):
                     self._record(self._trained, self._last_logs)  # stopped early: the final state, as planned
                 if not self._diverged:
                     done = self._end is not None and self._trained >= self._end
-                    self.store.set_status("complete" if done else "interrupted")
+                    self._write(self.store.set_status, "complete" if done else "interrupted")
+            self._check_writes(wait=True)
         finally:
             self.close()
         if self.verbose:
             print(f"IBCallback: {self.directory} holds epochs up to {self._stored_last}")
 
     def close(self):
-        """Release the store (also done at the end of ``fit``)."""
+        """Wait for pending writes and release the store (also done at the end of ``fit``)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.shutdown(wait=True)
+            self._pending.clear()
         if self.store is not None:
             store, self.store = self.store, None
             store.close()
+
+    # ------------------------------------------------------------------ store writes
+    def _write(self, fn, *args, **kwargs) -> None:
+        """Run one store mutation: on the writer thread (in order) or right here."""
+        if self._writer is None:
+            fn(*args, **kwargs)
+            return
+        if len(self._pending) >= 2:  # back-pressure: never more than two epochs in flight
+            self._pending.popleft().result()
+        self._pending.append(self._writer.submit(fn, *args, **kwargs))
+
+    def _check_writes(self, wait: bool = False) -> None:
+        """Re-raise, in the training thread, the first error of a finished (or, with wait, any) write."""
+        while self._pending and (wait or self._pending[0].done()):
+            self._pending.popleft().result()
 
     # ------------------------------------------------------------------ recording
     def _planned(self, current: int, end: int) -> set[int]:
@@ -287,7 +326,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         metrics.update(live)
         if logs is not None and live:
             logs.update(live)  # the same dict reaches History and later callbacks
-        self.store.append(epoch, acts, metrics=metrics)
+        self._write(self.store.append, epoch, acts, metrics=metrics)
         self._stored_last = epoch
 
     def _estimate(self, epoch: int, acts) -> dict[str, float]:
@@ -299,7 +338,7 @@ class IBCallback(tf.keras.callbacks.Callback):
                     result = est.estimate(self._x_est, acts[tap.name], self.y)
                 except ValueError as exc:  # reported in the store and warned about; training goes on
                     message = f"estimator {name!r} failed on layer {tap.name!r} at epoch {epoch}: {exc}"
-                    self.store.add_event("estimator_failed", message, epoch)
+                    self._write(self.store.add_event, "estimator_failed", message, epoch)
                     warnings.warn(message, RuntimeWarning, stacklevel=2)
                     continue
                 out[f"{prefix}/{tap.name}/ixt"] = result.ixt
@@ -308,8 +347,8 @@ class IBCallback(tf.keras.callbacks.Callback):
 
     def _diverge(self, epoch: int, message: str) -> None:
         self._diverged = True
-        self.store.add_event("diverged", message, epoch)
-        self.store.set_status("diverged")
+        self._write(self.store.add_event, "diverged", message, epoch)
+        self._write(self.store.set_status, "diverged")
         if not self._warned:
             self._warned = True
             warnings.warn(f"IBCallback: training diverged ({message}); recording stopped, epochs up to "

@@ -149,7 +149,7 @@ def test_early_stop_keeps_the_final_state_and_marks_interrupted(tmp_path):
                 self.model.stop_training = True
 
     model.fit(x, y, epochs=50, batch_size=64, verbose=0,
-              callbacks=[IBCallback(x, y, tmp_path / "s", schedule="every:10"), StopAfter2()])
+              callbacks=[IBCallback(x, y, tmp_path / "s", schedule="every:10", background=False), StopAfter2()])
     store = open_store(tmp_path / "s")
     np.testing.assert_array_equal(store.epochs, [0, 2])
     assert store.status == "interrupted"
