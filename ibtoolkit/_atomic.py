@@ -16,6 +16,7 @@ import fcntl
 import io
 import os
 import re
+import threading
 import zlib
 from pathlib import Path
 
@@ -29,8 +30,8 @@ TMP_PATTERN = re.compile(r"^\..+\.tmp-\d+$")
 
 
 def tmp_name(path: Path) -> Path:
-    """Temporary sibling of ``path`` (same directory, so the final rename is atomic)."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Temporary sibling of ``path`` (same directory, so the final rename is atomic); unique per process and thread."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}{threading.get_ident() % 100000:05d}")
 
 
 def crc32(data: bytes) -> int:

@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -301,6 +302,7 @@ class ActivationStore:
         self._fsync = False
         self._inputs: np.ndarray | None = None
         self._labels: np.ndarray | None = None
+        self._mutex = threading.RLock()  # one mutation at a time if several threads share the writer
         self._load()
 
     def _load(self) -> None:
@@ -436,6 +438,10 @@ class ActivationStore:
         Epochs must increase strictly.  I/O failures raise :class:`StoreError`; the epoch is then not
         committed and the store stays consistent.
         """
+        with self._mutex:
+            self._append(epoch, activations, metrics)
+
+    def _append(self, epoch, activations, metrics) -> None:
         self._check_writer()
         epoch = _as_epoch(epoch)
         if self._records and epoch <= self._records[-1]["epoch"]:
@@ -517,8 +523,9 @@ class ActivationStore:
             raise ValueError(f"event kind must be a non-empty string, got {kind!r}")
         if epoch is not None:
             epoch = _as_epoch(epoch)
-        self._event(kind, str(message), epoch)
-        self._write_manifest()
+        with self._mutex:
+            self._event(kind, str(message), epoch)
+            self._write_manifest()
 
     def _event(self, kind: str, message: str, epoch) -> None:
         self._manifest["events"].append({"kind": kind, "message": message, "epoch": epoch, "time": _now()})
@@ -528,8 +535,9 @@ class ActivationStore:
         self._check_writer()
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        self._manifest["status"] = status
-        self._write_manifest()
+        with self._mutex:
+            self._manifest["status"] = status
+            self._write_manifest()
 
     def _write_manifest(self) -> None:
         self._manifest["updated"] = _now()
@@ -549,6 +557,10 @@ class ActivationStore:
 
     def close(self) -> None:
         """Release the lock and the log; idempotent.  Reading still works afterwards."""
+        with self._mutex:
+            self._close()
+
+    def _close(self) -> None:
         if self._log_fd is not None:
             fd, self._log_fd = self._log_fd, None
             os.close(fd)
@@ -561,13 +573,14 @@ class ActivationStore:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         """Close; if the block raised while the status is still ``running``, mark it ``interrupted``."""
-        try:
-            if exc_type is not None and self._log_fd is not None and self.status == "running":
-                self._event("interrupted", f"{exc_type.__name__}: {exc}", self.last_epoch)
-                self._manifest["status"] = "interrupted"
-                self._write_manifest()
-        finally:
-            self.close()
+        with self._mutex:
+            try:
+                if exc_type is not None and self._log_fd is not None and self.status == "running":
+                    self._event("interrupted", f"{exc_type.__name__}: {exc}", self.last_epoch)
+                    self._manifest["status"] = "interrupted"
+                    self._write_manifest()
+            finally:
+                self._close()
 
     # ---------------------------------------------------------------- reading
     @property
@@ -584,10 +597,11 @@ class ActivationStore:
 
     @property
     def epochs(self) -> np.ndarray:
-        if self._epochs is None:
-            self._epochs = np.array([r["epoch"] for r in self._records], dtype=np.int64)
-            self._epochs.setflags(write=False)
-        return self._epochs.copy()
+        cached = self._epochs
+        if cached is None or len(cached) != len(self._records):  # length check: safe against a writer thread
+            cached = np.array([r["epoch"] for r in list(self._records)], dtype=np.int64)
+            self._epochs = cached
+        return cached.copy()
 
     @property
     def last_epoch(self) -> int | None:
@@ -599,7 +613,8 @@ class ActivationStore:
 
     @property
     def events(self) -> list[dict]:
-        return copy.deepcopy(self._manifest["events"])
+        with self._mutex:
+            return copy.deepcopy(self._manifest["events"])
 
     @property
     def metrics(self) -> dict[int, dict[str, float]]:
@@ -608,8 +623,9 @@ class ActivationStore:
     @property
     def manifest(self) -> dict:
         """Deep copy of ``manifest.json``, plus ``"epochs"``: the committed records of ``epochs.jsonl``."""
-        m = copy.deepcopy(self._manifest)
-        m["epochs"] = copy.deepcopy(self._records)
+        with self._mutex:
+            m = copy.deepcopy(self._manifest)
+            m["epochs"] = copy.deepcopy(self._records)
         return m
 
     @property

@@ -584,3 +584,33 @@ def test_symlinked_layer_directory_refused(written, data, tmp_path):
     with pytest.raises(StoreError, match="symlink"):
         create(d, data)
     assert victim.read_bytes() == b"precious"
+
+
+def test_writer_shared_between_threads(tmp_path, data):
+    """A background thread appends while another thread adds events, sets the status and reads epochs
+    (the callback's writer-thread pattern): every epoch and every event ends up committed."""
+    import threading
+
+    d = tmp_path / "r"
+    s = create(d, data)
+    acts = make_acts(0)
+    seen = []
+
+    def appender():
+        for e in range(60):
+            s.append(e, acts, {"e": float(e)})
+
+    t = threading.Thread(target=appender)
+    t.start()
+    for i in range(30):
+        s.add_event("tick", str(i))
+        s.set_status("running")
+        seen.append(len(s.epochs))
+    t.join()
+    assert seen == sorted(seen)
+    assert s.epochs.tolist() == list(range(60))
+    s.close()
+    r = open_store(d)
+    assert r.epochs.tolist() == list(range(60)) and [e["message"] for e in r.events] == [str(i) for i in range(30)]
+    assert r.metrics[59] == {"e": 59.0}
+    assert not list(d.rglob(".*.tmp-*"))
