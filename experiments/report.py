@@ -190,8 +190,6 @@ def make_figures(plane: pd.DataFrame, analysis: Analysis, fig_dir) -> tuple[dict
     for run, g in metrics.groupby("run", sort=False):
         draw("metrics", f"{run}: loss and accuracy", _slug("metrics", run), plotting.plot_metrics, g)
     if phases is not None and len(phases):
-        if "overlap_median" not in phases and "overlap" in phases:  # phase_table's median is `overlap`
-            phases = phases.assign(overlap_median=phases["overlap"])
         draw("overlap", "overlap per layer, DNN vs BNN, per estimator", "overlap", plotting.plot_overlap, phases)
     return figures, failures
 

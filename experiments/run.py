@@ -203,7 +203,8 @@ def _store_token(store) -> str:
     """Identifies the recorded content of a store: cached estimates of another content are stale."""
     manifest = store.manifest
     key = {"epochs": [int(e) for e in store.epochs], "created": manifest.get("created"),
-           "run": manifest.get("run")}
+           "run": manifest.get("run") or (manifest.get("model") or {}).get("run"),
+           "inputs": manifest.get("inputs"), "labels": manifest.get("labels")}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
