@@ -22,7 +22,6 @@ import argparse
 import copy
 import hashlib
 import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -86,28 +85,32 @@ def _parse_seeds(text: str) -> list[int]:
 def load_plugin(spec: str):
     """Import an estimator plugin given as a module name or a path to a ``.py`` file.
 
-    A ``.py`` path is imported once per process under the name ``ibtoolkit_plugin_<stem>_<hash>``,
-    so repeated calls (e.g. several in-process runs) do not register its estimators twice.
+    A ``.py`` file is imported as the module named after its stem, with its directory put on
+    ``sys.path`` and ``PYTHONPATH``, so parallel estimation workers (``--jobs``) can import it by
+    name too.  Importing the same file again is a no-op (its estimators are not registered twice).
     """
     path = pathlib.Path(spec)
-    if spec.endswith(".py") or path.is_file():
-        if not path.is_file():
-            raise ValueError(f"plugin file {spec} does not exist")
-        path = path.resolve()
-        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-        name = f"ibtoolkit_plugin_{path.stem}_{digest}"
-        if name in sys.modules:
-            return sys.modules[name]
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        return module
-    return importlib.import_module(spec)
+    if not (spec.endswith(".py") or path.is_file()):
+        return importlib.import_module(spec)
+    if not path.is_file():
+        raise ValueError(f"plugin file {spec} does not exist")
+    path = path.resolve()
+    name = path.stem
+    if not name.isidentifier():
+        raise ValueError(f"plugin file name {path.name!r} is not a valid module name")
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        if pathlib.Path(getattr(loaded, "__file__", "") or "").resolve() == path:
+            return loaded
+        raise ValueError(f"a different module named {name!r} is already imported "
+                         f"({getattr(loaded, '__file__', None)}); rename the plugin file")
+    directory = str(path.parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if directory not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([directory] + [p for p in paths if p])
+    return importlib.import_module(name)
 
 
 def resolve_estimators(names, model_cfg: dict) -> list[dict]:
