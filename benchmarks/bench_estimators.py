@@ -9,7 +9,8 @@ signs (±1, as a BNN layer).  One estimator instance serves every layer × epoch
 in a real run).  Case "wide": N = 10 000 × width 1024 for ``binning`` and ``exact``.
 
 Each (layer, epoch) call is timed once per repeat; the table gives the median and inter-quartile
-range per call over all calls of a width, the same for the reference algorithm
+range of the wall-clock time per call (and the median CPU time over all threads, which shows how much
+of a slow figure is other processes' load) over all calls of a width, the same for the reference algorithm
 (:mod:`benchmarks.reference`) timed in the same run, their ratio, and whether the issue-2 target is
 met.  Results go to a CSV (one row per estimator × case × width).
 """
@@ -53,9 +54,12 @@ def _layer_input(name: str, t: np.ndarray) -> np.ndarray:
     return np.where(t >= 0, 1, -1).astype(np.int8) if name == "exact" else t
 
 
-def _time(fn, *args) -> float:
-    start = time.perf_counter()
+def _time(fn, *args, cpu=None) -> float:
+    """Wall-clock milliseconds of one call; its CPU milliseconds (all threads) go to ``cpu``."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn(*args)
+    if cpu is not None:
+        cpu.append((time.process_time() - start_cpu) * 1e3)
     return (time.perf_counter() - start) * 1e3
 
 
@@ -85,11 +89,11 @@ def bench_case(case, names, x, y, layers_by_epoch, repeats, ref_calls):
         ref(x, first, y)
         widths = [t.shape[1] for t in layers_by_epoch[0]]
         for li, width in enumerate(widths):
-            own, refs = [], []
+            own, own_cpu, refs = [], [], []
             for _ in range(repeats):
                 for epoch, layers in enumerate(layers_by_epoch):
                     t = _layer_input(name, layers[li])
-                    own.append(_time(est.estimate, x, t, y))
+                    own.append(_time(est.estimate, x, t, y, cpu=own_cpu))
             for epoch, layers in enumerate(layers_by_epoch[:ref_calls]):
                 refs.append(_time(ref, x, _layer_input(name, layers[li]), y))
             med, iqr = _stats(own)
@@ -97,11 +101,13 @@ def bench_case(case, names, x, y, layers_by_epoch, repeats, ref_calls):
             target = TARGET_MS.get((case, name))
             rows.append({"case": case, "estimator": name, "n": x.shape[0], "width": width,
                          "median_ms": round(med, 4), "iqr_ms": round(iqr, 4), "calls": len(own),
+                         "cpu_median_ms": round(float(np.median(own_cpu)), 4),
                          "reference_median_ms": round(rmed, 3), "reference_iqr_ms": round(riqr, 3),
                          "reference_calls": len(refs), "speedup": round(rmed / med, 1),
                          "target_ms": target, "meets_target": None if target is None else bool(med <= target)})
             r = rows[-1]
-            print(f"  {name:8s} N={x.shape[0]:6d} d={width:5d}  {med:9.3f} ms (IQR {iqr:7.3f})   "
+            print(f"  {name:8s} N={x.shape[0]:6d} d={width:5d}  {med:9.3f} ms (IQR {iqr:7.3f}, "
+                  f"cpu {r['cpu_median_ms']:8.3f})   "
                   f"reference {rmed:10.3f} ms   x{r['speedup']:<8}  target {target} ms: "
                   f"{'met' if r['meets_target'] else 'MISSED'}")
     return rows
