@@ -72,17 +72,31 @@ VARIANTS = {  # name -> IBCallback keyword arguments (None: no callback)
 }
 
 
+class _TimedIBCallback(IBCallback):
+    """IBCallback that also times its own on_epoch_end (extraction + checks + commit or hand-off)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spent = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        t0 = time.perf_counter()
+        super().on_epoch_end(epoch, logs)
+        self.spent.append(time.perf_counter() - t0)
+
+
 def _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed):
-    """(whole fit seconds, per-epoch durations) of one fit of a fresh model."""
+    """(whole fit seconds, per-epoch durations, per-epoch time inside the callback) of one fresh fit."""
     model = _model(seed)
     timer = _EpochTimer()
     callbacks = [timer]
     if VARIANTS[variant] is not None:
-        callbacks.append(IBCallback(x, y, workdir / f"run-{time.perf_counter_ns()}", schedule="all",
+        callbacks.append(_TimedIBCallback(x, y, workdir / f"run-{time.perf_counter_ns()}", schedule="all",
                                     **VARIANTS[variant]))
     start = time.perf_counter()
     model.fit(x_train, y_train, epochs=epochs, batch_size=512, verbose=0, callbacks=callbacks, shuffle=True)
-    return time.perf_counter() - start, timer.durations()
+    spent = np.asarray(callbacks[-1].spent[1:]) if len(callbacks) > 1 else np.zeros(0)
+    return time.perf_counter() - start, timer.durations(), spent
 
 
 def _median_ms(fn, n):
@@ -112,11 +126,13 @@ def main(argv=None):
         names = list(VARIANTS)
         whole = {n: [] for n in names}
         epochs = {n: [] for n in names}
+        inside = {n: [] for n in names}
         for r in range(args.repeats):
             for variant in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
-                t, per_epoch = _fit_seconds(x_train, y_train, x_all, y_all, args.epochs, variant, workdir, seed=r)
+                t, per_epoch, spent = _fit_seconds(x_train, y_train, x_all, y_all, args.epochs, variant, workdir, seed=r)
                 whole[variant].append(t)
                 epochs[variant].append(per_epoch)
+                inside[variant].append(spent)
                 print(f"repeat {r}: {variant:28s} {t:6.2f} s, median epoch {1e3 * np.median(per_epoch):6.2f} ms",
                       flush=True)
 
@@ -154,6 +170,10 @@ def main(argv=None):
         rows.append((f"epoch_{name}", med_epoch, "ms", args.epochs, args.repeats, med_epoch / base_epoch))
         print(f"{name:30s} {med_whole:9.2f}s {med_whole / base_whole:6.3f} {paired:6.3f} {med_epoch:10.2f}ms "
               f"{med_epoch / base_epoch:6.3f}")
+        if name != "without_callback":
+            own = 1e3 * float(np.median(np.concatenate(inside[name])))
+            rows.append((f"on_epoch_end_{name}", own, "ms", args.epochs, args.repeats, own / base_epoch))
+            print(f"{'':30s} on_epoch_end itself: median {own:.2f} ms = {100 * own / base_epoch:.1f} % of a plain epoch")
     rows += [
         ("extract_all_taps_compiled", extract_ms, "ms", 1, 200, 1.0),
         ("extract_all_taps_model_predict", predict_ms, "ms", 1, 30, predict_ms / extract_ms),
