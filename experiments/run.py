@@ -350,7 +350,9 @@ def main(argv=None) -> int:
         for name in available_estimators():
             est = get_estimator(name)
             doc = (type(est).__doc__ or "").strip().splitlines()
-            print(f"{name:12s} {est.describe():40s} {doc[0] if doc else ''}")
+            print(f"{name:12s} {est.describe()}")
+            if doc:
+                print(f"{'':12s}   {doc[0]}")
         return 0
     preset, out = _configure(args, parser)
     log.info("preset %s -> %s", preset["name"], out)
