@@ -468,8 +468,8 @@ def plot_overlap(phase_table: pd.DataFrame, *, title: str | None = None, path=No
     (:mod:`ibtoolkit.phases`): near 0 = separate phases (fit first, compress later, as reported
     for DNNs), near 1 = simultaneous (as claimed for BNNs).  Points are medians over seeds, error
     bars the intervals ``[overlap_lo, overlap_hi]``; one colour per model group
-    (``precision``/``variant``).  Layers with no compression (NaN overlap) are listed under the
-    axis instead of drawn.
+    (``precision``/``variant``).  Layers with no compression (NaN overlap) are listed in the x-axis
+    label instead of drawn.
 
     Required columns: ``layer``, ``estimator``, ``overlap`` (the median, as in
     :func:`ibtoolkit.phases.phase_table`; ``overlap_median`` is accepted too), ``overlap_lo``,
@@ -505,9 +505,14 @@ def plot_overlap(phase_table: pd.DataFrame, *, title: str | None = None, path=No
     for i, g in enumerate(groups):
         prec = str(pt.loc[pt["_group"] == g, group_cols[0]].iloc[0]) if group_cols[0] == "precision" else ""
         colors[g] = palette(i % palette.N) if len(groups) > 2 or prec not in _GROUP_COLORS else _GROUP_COLORS[prec]
-    fig, axes = _new_figure(ncols=len(estimators), width=max(3.6, 0.9 * len(layers) + 1.6), height=3.8, sharey=True)
+    ncols = min(2, len(estimators))  # a grid of at most two columns stays readable on a page
+    nrows = -(-len(estimators) // ncols)
+    fig, axes = _new_figure(ncols=ncols, nrows=nrows, width=max(3.6, 0.6 * len(layers) + 1.8), height=3.4,
+                            sharey=True)
+    for ax in axes.ravel()[len(estimators):]:
+        ax.remove()
     width = 0.8 / max(len(groups), 1)
-    for ax, est in zip(axes[0], estimators):
+    for ax, est in zip(axes.ravel(), estimators):
         sub = pt[pt["estimator"] == est]
         skipped = []
         for j, g in enumerate(groups):
@@ -517,8 +522,10 @@ def plot_overlap(phase_table: pd.DataFrame, *, title: str | None = None, path=No
             lo = pd.to_numeric(d["overlap_lo"], errors="coerce").to_numpy(dtype=float)
             hi = pd.to_numeric(d["overlap_hi"], errors="coerce").to_numpy(dtype=float)
             ok = np.isfinite(med)
-            skipped += [f"{g}: {layers[i]}" for i in np.flatnonzero(~ok) if layers[i] in set(sub["layer"])
-                        and (sub["_group"] == g).any()]
+            missing = [str(layers[i]) for i in np.flatnonzero(~ok) if layers[i] in set(sub["layer"])
+                       and (sub["_group"] == g).any()]
+            if missing:
+                skipped.append(f"{g}: {', '.join(missing)}")
             if not ok.any():
                 continue
             yerr = np.vstack([np.where(np.isfinite(lo), med - lo, 0.0), np.where(np.isfinite(hi), hi - med, 0.0)])
@@ -531,20 +538,21 @@ def plot_overlap(phase_table: pd.DataFrame, *, title: str | None = None, path=No
         ax.set_title(str(est), fontsize=10)
         ax.set_xlabel("layer")
         ax.grid(True, axis="y", lw=0.4, alpha=0.4)
-        if skipped:
-            ax.text(0.02, 0.5, "no compression:\n" + "\n".join(skipped), transform=ax.transAxes, va="center",
-                    fontsize=7, color="0.3", bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85})
-    axes[0, 0].set_ylabel("overlap = compression done by $e_{fit}$")
+        if skipped:  # in the axis label, so the note never hides a point
+            ax.set_xlabel("layer\n" + _wrap("no compression: " + "; ".join(skipped), 70), fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("overlap = compression\ndone by $e_{fit}$")
     low, high = axes[0, 0].get_ylim()
     axes[0, 0].set_ylim(min(low, -0.1), max(high, 1.1))
     handles, labels = [], []
-    for ax in axes[0]:
+    for ax in axes.ravel()[:len(estimators)]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    if handles:
-        axes[0, -1].legend(handles, labels, fontsize=8, loc="lower right", framealpha=0.85)
+    if handles:  # below the panels, so it never hides a point
+        fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=min(len(labels), 4),
+                   framealpha=0.85)
     fig.suptitle(title if title is not None else _wrap("Simultaneity of fitting and compression (0 = separate, "
-                 "1 = simultaneous; median and interval over seeds)", 45 * len(estimators)), fontsize=10)
+                 "1 = simultaneous; median and interval over seeds)", 60 * ncols), fontsize=10)
     return _finish(fig, path)
