@@ -104,6 +104,10 @@ def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t") -
     n, d = a.shape
     if n == 0 or d == 0:
         raise ValueError(f"{name} is empty (shape {a.shape})")
+    if a.dtype == np.float32 and d > 24:
+        packed = _pm1_float32_signs(a)
+        if packed is not None:  # every entry is exactly ±1: one hashed key per row of sign bits
+            return hash_rows(packed)
     lo, hi = a.min(), a.max()
     if lo == hi:  # one state
         return Keys(np.zeros(n, np.int64), 1, True)
@@ -129,6 +133,38 @@ def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t") -
                 f"estimator needs discrete codes; use the 'binning' estimator for continuous activations, "
                 f"or raise max_levels if these really are discrete levels")
     return codes_keys(codes, levels)
+
+
+_PM1_SHIFTED = np.uint32(0x7F000000)  # the bits of +1.0f and -1.0f shifted left by one (sign dropped)
+_BLOCK_ENTRIES = 1 << 16               # entries per block: temporaries stay in the CPU cache
+
+
+def _pm1_float32_signs(a: np.ndarray) -> np.ndarray | None:
+    """Sign bits of a float32 array whose entries are all exactly ±1, bit-packed per row; else None.
+
+    One pass in cache-sized blocks of rows, for wide BNN layers read back from a store (float32
+    ±1): ``(bits << 1) == 0x7F000000`` holds exactly for +1.0 and -1.0 (so it also proves every
+    entry finite), and the sign bit is the code.  Replaces min, max, two comparisons, two counts
+    and the packing of the general path (about 3x faster at 10 000 x 1024).  Stops at the first
+    block holding anything else (continuous activations cost one block).
+    """
+    n, d = a.shape
+    rows = max(1, _BLOCK_ENTRIES // d)
+    a = np.ascontiguousarray(a)
+    u = a.view(np.uint32)
+    shifted = np.empty((min(rows, n), d), np.uint32)
+    flags = np.empty((min(rows, n), d), bool)
+    packed = np.empty((n, (d + 7) // 8), np.uint8)
+    for start in range(0, n, rows):  # loop over blocks of rows, not samples
+        block = u[start:start + rows]
+        r = block.shape[0]
+        np.left_shift(block, 1, out=shifted[:r])
+        np.equal(shifted[:r], _PM1_SHIFTED, out=flags[:r])
+        if not flags[:r].all():
+            return None
+        np.signbit(a[start:start + r], out=flags[:r])
+        packed[start:start + r] = np.packbits(flags[:r], axis=1)
+    return packed
 
 
 def _two_valued(a: np.ndarray, lo, hi) -> np.ndarray | bool | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_samples", "as_labels", "check_inputs", "check_pair"]
+__all__ = ["as_samples", "as_labels", "check_inputs", "check_pair", "all_finite"]
 
 
 def as_samples(a, name: str) -> np.ndarray:
@@ -33,10 +33,33 @@ def as_samples(a, name: str) -> np.ndarray:
         raise ValueError(f"{name} is empty: it has no samples (shape {arr.shape})")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {arr.shape})")
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+    if np.issubdtype(arr.dtype, np.floating) and not all_finite(arr):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
     return arr
+
+
+#: Float arrays with at least this many entries are checked through a BLAS product (below).
+_BLAS_CHECK_SIZE = 1 << 16
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True when no entry of the float array ``a`` is NaN or infinite.
+
+    Small arrays: ``np.isfinite(a).all()``.  Large float32/float64 2-D arrays: the row sums
+    :math:`s = a \mathbf 1` by one BLAS matrix-vector product (multi-threaded, about twice as fast
+    as ``isfinite`` at 10 000 x 1024 here).  IEEE arithmetic makes this exact in one direction: a
+    NaN entry makes its row sum NaN and an infinite one makes it ±inf or NaN, so finite sums prove
+    every entry finite.  Non-finite sums can also come from overflow of huge finite values, so
+    that case is decided by ``isfinite`` itself.
+    """
+    if a.size < _BLAS_CHECK_SIZE or a.ndim != 2 or a.dtype not in (np.float32, np.float64):
+        return bool(np.isfinite(a).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = a @ np.ones(a.shape[1], dtype=a.dtype)
+    if np.isfinite(sums).all():
+        return True
+    return bool(np.isfinite(a).all())
 
 
 def as_labels(y, n: int | None = None, name: str = "y") -> np.ndarray:

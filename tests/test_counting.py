@@ -170,3 +170,21 @@ def test_input_key_cache_reuses_only_equal_inputs(rng):
     continuous = rng.standard_normal((50, 3))
     info = cache.get(continuous)
     assert info.all_distinct and info.ceiling == pytest.approx(math.log2(50))
+
+
+@pytest.mark.parametrize("odd", [0.5, 0.0, -0.0, 1.0000001, 3.0])
+def test_wide_float32_pm1_fast_path_falls_back_on_any_other_value(rng, odd):
+    """The blockwise ±1 path of wide float32 rows must hand any array holding one other value,
+    even in its last block, to the general path, which then keys it exactly."""
+    t = _pm1(rng, 3000, 100, prototypes=400)
+    assert C._pm1_float32_signs(t) is not None
+    t[-1, -1] = odd
+    assert C._pm1_float32_signs(t) is None
+    assert_same_partition(C.row_keys(t, max_levels=256), t)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_wide_float32_pm1_fast_path_refuses_non_finite(rng, bad):
+    t = _pm1(rng, 3000, 100)
+    t[1234, 56] = bad
+    assert C._pm1_float32_signs(t) is None
