@@ -129,12 +129,17 @@ class WriterLock:
             raise
         self._fd = fd
 
-    def _holder(self) -> str:
+    def holder_pid(self) -> int | None:
+        """PID written by the current holder, or None when unknown."""
         try:
             pid = self.path.read_text().strip()
         except OSError:
-            return ""
-        return f" (pid {pid})" if pid.isdigit() else ""
+            return None
+        return int(pid) if pid.isdigit() else None
+
+    def _holder(self) -> str:
+        pid = self.holder_pid()
+        return "" if pid is None else f" (pid {pid})"
 
     @property
     def held(self) -> bool:

@@ -207,6 +207,8 @@ class IBCallback(tf.keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         from .store import ActivationStore
 
+        if self.store is not None:  # an earlier fit raised before on_train_end: release its store first
+            self.close("an earlier fit ended with an exception")
         model = self.model
         if self._extractor is None or self._model_id != id(model):
             self.taps = representation_taps(model, self.layers)
@@ -281,15 +283,26 @@ class IBCallback(tf.keras.callbacks.Callback):
         if self.verbose:
             print(f"IBCallback: {self.directory} holds epochs up to {self._stored_last}")
 
-    def close(self):
-        """Wait for pending writes and release the store (also done at the end of ``fit``)."""
+    def close(self, reason: str = "closed before fit finished") -> None:
+        """Wait for pending writes and release the store (also done at the end of ``fit``).
+
+        Call it after a ``fit`` that raised (Keras then skips ``on_train_end``) to release the
+        store's writer lock; calling ``fit`` again with the same callback does it automatically.
+        A run still ``running`` at that point is marked ``interrupted`` (an event gives ``reason``);
+        every committed epoch stays.
+        """
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.shutdown(wait=True)
-            self._pending.clear()
+        self._pending.clear()  # all done after the shutdown; a failed write was raised in fit already
         if self.store is not None:
             store, self.store = self.store, None
-            store.close()
+            try:
+                if store.status == "running":
+                    store.add_event("interrupted", reason, store.last_epoch)
+                    store.set_status("interrupted")
+            finally:
+                store.close()
 
     # ------------------------------------------------------------------ store writes
     def _write(self, fn, *args, **kwargs) -> None:

@@ -375,6 +375,10 @@ class ActivationStore:
         try:
             lock.acquire()
         except _atomic.LockedError as exc:
+            if lock.holder_pid() == os.getpid():
+                raise StoreError(f"{directory}: this process already has the store open for writing (a store "
+                                 f"or IBCallback of an earlier fit that raised?); call its close() method, or "
+                                 f"use a different directory") from exc
             raise StoreError(f"{directory}: another process is writing this store ({exc.strerror}, lock file "
                              f"{directory / LOCK}); use a different directory or stop the other run") from exc
         except OSError as exc:

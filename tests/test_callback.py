@@ -252,8 +252,8 @@ def test_second_writer_on_a_running_store_fails(tmp_path):
     first.set_model(model)
     first.on_train_begin()
     try:
-        second = IBCallback(x, y, tmp_path / "lock")
-        with pytest.raises(StoreError, match="another process"):
+        second = IBCallback(x, y, tmp_path / "lock")  # same process: the message says so
+        with pytest.raises(StoreError, match="this process already has the store open for writing"):
             model.fit(x, y, epochs=1, verbose=0, callbacks=[second])
     finally:
         first.close()
@@ -299,3 +299,46 @@ def test_sigkill_mid_run_leaves_a_readable_store_that_resumes(tmp_path):
     last = int(epochs[-1])
     np.testing.assert_array_equal(resumed.epochs, np.append(epochs, [last + 1, last + 2]))
     assert resumed.status == "complete"
+
+
+class _Boom(tf.keras.callbacks.Callback):
+    """Raises in on_epoch_end of one epoch, as a user's callback or Ctrl-C in a notebook would."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("boom")
+
+
+def test_fit_that_raises_keeps_epochs_and_the_same_callback_continues(tmp_path):
+    """Keras skips on_train_end when fit raises: the store stays locked by this process.  A new
+    writer gets an error that says so; fit again with the same callback releases it, marks the
+    run interrupted, and continues the numbering."""
+    x, y = _data()
+    model = _compiled(precision="binary")
+    cb = IBCallback(x, y, tmp_path / "run", schedule="all", background=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(x, y, epochs=4, batch_size=128, verbose=0, callbacks=[cb, _Boom(1)])
+    np.testing.assert_array_equal(open_store(tmp_path / "run").epochs, [0, 1, 2])
+    with pytest.raises(StoreError, match="this process already has the store open for writing"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "run", schedule="all")])
+    model.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[cb])
+    store = open_store(tmp_path / "run")
+    np.testing.assert_array_equal(store.epochs, [0, 1, 2, 3, 4])
+    assert store.status == "complete"
+    assert [e["kind"] for e in store.events].count("interrupted") == 1
+
+
+def test_close_after_a_failed_fit_releases_the_store(tmp_path):
+    x, y = _data()
+    model = _compiled(precision="full")
+    cb = IBCallback(x, y, tmp_path / "run", schedule="all")
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(x, y, epochs=3, batch_size=128, verbose=0, callbacks=[cb, _Boom(0)])
+    cb.close()
+    cb2 = IBCallback(x, y, tmp_path / "run", schedule="all")
+    model.fit(x, y, epochs=1, batch_size=128, verbose=0, callbacks=[cb2])
+    np.testing.assert_array_equal(open_store(tmp_path / "run").epochs, [0, 1, 2])

@@ -355,8 +355,8 @@ def test_foreign_directory_refused(tmp_path, data):
 def test_second_writer_fails_at_once_first_unharmed(written, data):
     d, acts = written
     first = create(d, data)
-    with pytest.raises(StoreError, match="another process is writing"):
-        create(d, data)
+    with pytest.raises(StoreError, match="this process already has the store open for writing"):
+        create(d, data)  # the same process: the message names the fix (close the earlier writer)
     code = ("import sys, numpy as np\nfrom ibtoolkit.store import ActivationStore, StoreError\n"
             "try:\n    ActivationStore.create(sys.argv[1], inputs=np.load(sys.argv[2]), labels=np.load(sys.argv[3]),"
             " layers=[('dense', 6), ('quant/sign', 11), ('out', 3)], binary=[False, True, False])\n"
