@@ -179,7 +179,7 @@ def _bin_by_range(t: np.ndarray, value_range, n_bins: int) -> tuple[np.ndarray, 
 
 def _bin_by_size(t: np.ndarray, bin_size: float) -> tuple[np.ndarray, np.ndarray]:
     """``floor(t / bin_size)``, shifted per column to start at 0."""
-    z = np.floor(t / bin_size)
+    z = np.floor((t.astype(np.float64) if t.dtype == np.float16 else t) / bin_size)  # float16 overflows at 65504
     if np.abs(z).max() >= 2.0 ** 62:
         raise ValueError(f"bin_size={bin_size} is too small for values up to {float(np.abs(t).max())}")
     k = z.astype(np.int64)

@@ -119,33 +119,48 @@ def _tf():
     return tf
 
 
-def _build_kernel_sums(dtype: str, with_groups: bool):
+def _build_kernel_sums(dtype: str, with_groups: bool, with_cut: bool = True):
     """Compile the chunked kernel-sum function once (relaxed shapes: any N, d, number of classes).
 
     Returns per-row logs ``(N, 4 or 6)``: ln row-sum and ln own-class-sum of the KL kernel, the
     same of the BD kernel, then (with groups) ln own-group-sum of the KL and BD kernels.
+
+    The matrix-product form :math:`\lVert t_i\rVert^2 + \lVert t_j\rVert^2 - 2 t_i\cdot t_j` of
+    identical rows cancels only up to rounding, at most about
+    :math:`4 (d+2)\,\epsilon \max_i \lVert t_i\rVert^2` (``tiny``); left alone, :math:`K_{ii}`
+    could fall below 1 (for int8-sized activations in float32 the error is comparable to σ²).  So
+    the distance of a row to itself is set to exactly 0, and with ``with_cut`` (``t`` has duplicate
+    rows) every squared distance below ``tiny`` too (one more pass over the block).  Then
+    :math:`K_{ii} = 1`, identical rows are one component, every sum is >= 1 and
+    I(X;T) <= log2(distinct inputs) holds exactly.
     """
     tf = _tf()
     tdt = tf.as_dtype(dtype)
     specs = [tf.TensorSpec([None, None], tdt),   # t, centred
              tf.TensorSpec([None, None], tdt),   # one-hot labels
              tf.TensorSpec([], tdt),             # 1 / (8 sigma^2)
-             tf.TensorSpec([], tf.int32)]        # chunk size
+             tf.TensorSpec([], tf.int32),        # chunk size
+             tf.TensorSpec([], tdt)]             # tiny: rounding bound of a zero distance
     if with_groups:
         specs.append(tf.TensorSpec([None], tf.int32))
 
-    def kernel_sums(t, onehot, inv_eight_var, chunk, *groups):
+    def kernel_sums(t, onehot, inv_eight_var, chunk, tiny, *groups):
         n = tf.shape(t)[0]
         sq = tf.reduce_sum(t * t, axis=1, keepdims=True)
         ones = tf.ones_like(sq)
         left = tf.concat([t, sq, ones], axis=1)
         right = tf.concat([-2.0 * t, ones, sq], axis=1)
+        d2_zero = tf.zeros([], tdt)
         n_chunks = (n + chunk - 1) // chunk
         out = tf.TensorArray(tdt, size=n_chunks, infer_shape=False)
         for c in tf.range(n_chunks):
             start = c * chunk
             stop = tf.minimum(start + chunk, n)
-            d2 = tf.maximum(tf.matmul(left[start:stop], right, transpose_b=True), 0.0)
+            d2 = tf.matmul(left[start:stop], right, transpose_b=True)
+            if with_cut:
+                d2 = tf.where(d2 > tiny, d2, d2_zero)       # clamps negatives and rounding at 0
+            else:
+                d2 = tf.linalg.set_diag(tf.maximum(d2, d2_zero), tf.zeros([stop - start], tdt), k=start)
             k_bd = tf.exp(-inv_eight_var * d2)
             k_kl = tf.square(tf.square(k_bd))              # exp(-d2 / (2 sigma^2))
             own = onehot[start:stop]
@@ -223,10 +238,10 @@ class KDEEstimator(Estimator):
         self._groups = InputGroups()
         self._compiled = {}
 
-    def _function(self, with_groups: bool):
-        fn = self._compiled.get(with_groups)
+    def _function(self, with_groups: bool, with_cut: bool):
+        fn = self._compiled.get((with_groups, with_cut))
         if fn is None:
-            fn = self._compiled[with_groups] = _build_kernel_sums(self.dtype, with_groups)
+            fn = self._compiled[(with_groups, with_cut)] = _build_kernel_sums(self.dtype, with_groups, with_cut)
         return fn
 
     def _estimate(self, x, t, y):
@@ -237,13 +252,11 @@ class KDEEstimator(Estimator):
         n_classes = labels.size
         onehot = np.zeros((n, n_classes), dtype=self.dtype)
         onehot[np.arange(n), y_idx] = 1.0
-        tc = t.astype(np.float64)
-        tc = (tc - tc.mean(axis=0)).astype(self.dtype)
-        args = [tc, onehot, np.asarray(1.0 / (8.0 * self.noise_variance), dtype=self.dtype),
-                np.int32(min(self.chunk_size, n))]
+        tc, inv_eight_var, tiny = _scaled(t, self.noise_variance, self.dtype)
+        args = [tc, onehot, inv_eight_var, np.int32(min(self.chunk_size, n)), tiny]
         if not t_function:
             args.append(groups.inverse.astype(np.int32))
-        ln_sums = self._function(not t_function)(*args).numpy()
+        ln_sums = self._function(not t_function, _has_duplicate_rows(t))(*args).numpy()
         r = kde_bounds(ln_sums, y_idx, None if t_function else groups, n_classes)
         h_sigma = 0.5 * d * math.log(2.0 * math.pi * math.e * self.noise_variance)
         ceiling = math.log2(groups.n_distinct)
@@ -258,3 +271,32 @@ class KDEEstimator(Estimator):
             "n_distinct_x": groups.n_distinct,
             "t_function_of_x": t_function,
         })
+
+
+def _scaled(t: np.ndarray, noise_variance: float, dtype: str):
+    """Centred ``t`` divided by a power of two ``s`` >= its largest magnitude, 1 / (8 σ² / s²), and
+    the rounding bound ``tiny`` of a zero squared distance on the scaled rows.
+
+    ``D / 8σ² = (D / s²) · (s² / 8σ²)``: scaling by a power of two is exact, so results are the
+    same as without it, but squared norms can no longer overflow (t up to 1e30 in float32 would
+    give inf - inf = NaN distances).  The factor is capped at the dtype's largest finite value, so
+    a zero distance still gives a kernel of exactly 1 and any other one underflows to 0.
+    """
+    tc = t.astype(np.float64)
+    tc = tc - tc.mean(axis=0)
+    peak = float(np.abs(tc).max())
+    exponent = math.frexp(peak)[1] if peak > 0 else 0
+    tc = np.ldexp(tc, -exponent)
+    info = np.finfo(dtype)
+    factor = min(math.ldexp(1.0, 2 * exponent) / (8.0 * noise_variance) if exponent < 500 else math.inf,
+                 float(info.max))
+    tiny = 4.0 * (tc.shape[1] + 2) * float(info.eps) * float(np.einsum("ij,ij->i", tc, tc).max())
+    return tc.astype(dtype), np.asarray(factor, dtype=dtype), np.asarray(tiny, dtype=dtype)
+
+
+def _has_duplicate_rows(t: np.ndarray) -> bool:
+    """True when two rows of ``t`` are equal (bytewise after ``+ 0``, so -0.0 equals 0.0)."""
+    rows = np.ascontiguousarray(t + 0 if t.dtype.kind == "f" else t)
+    void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    void = np.sort(void)
+    return bool(np.any(void[1:] == void[:-1]))

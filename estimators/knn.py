@@ -257,8 +257,14 @@ class KSGEstimator(Estimator):
             raise ValueError("ksg needs t to be a function of x: some identical rows of x have different "
                              "rows of t, so h(T+noise | X) is not the noise entropy (use 'kde', which "
                              "handles that case)")
-        z = t.astype(np.float64) + self._noise_for(t.shape)
+        tc = t.astype(np.float64)
+        tc -= tc.mean(axis=0)  # distances are translation invariant; a large offset would swamp the noise
+        z = tc + self._noise_for(t.shape)
         dist, idx = _neighbours(z, min(_QUERY_FACTOR * k, n - 1))
+        if not np.all(dist[:, k - 1] > 0):
+            raise ValueError(f"ksg: t spans values up to {float(np.abs(tc).max()):.3g} around its mean, too large "
+                             f"for the noise (sigma={math.sqrt(self.noise_variance):.3g}): the noise is lost to "
+                             f"float64 rounding and T+noise has duplicate rows; rescale t or raise noise_variance")
         h_t = _kl_entropy_nats(dist[:, k - 1], d, k)
         h_noise = self._noise_entropy(t.shape, k)
         h_noise_exact = 0.5 * d * math.log(2.0 * math.pi * math.e * self.noise_variance)
