@@ -31,6 +31,7 @@ import tempfile
 import time
 
 from experiments import presets as _presets
+from experiments import sweep
 
 __all__ = ["main", "build_parser", "run_experiment", "load_plugin", "resolve_estimators"]
 
@@ -58,7 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--resume", action="store_true",
                    help="skip runs whose store is complete and estimates already computed")
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers for estimation (-1: all cores)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="parallel workers (-1: all cores): training runs and estimation jobs run on a joblib "
+                        "process pool (one TensorFlow thread each); a single store is estimated in parallel "
+                        "over layer x epoch instead; with --scheduler local, the number of Dask workers")
+    p.add_argument("--scheduler", metavar="local|ADDRESS",
+                   help="run the grid on Dask: 'local' starts a LocalCluster, an address such as "
+                        "tcp://host:8786 connects to a running scheduler (workers must share --out); "
+                        'needs the distributed extra: pip install -e ".[distributed]"')
+    p.add_argument("--subsample", type=int, metavar="N",
+                   help="estimate on a seeded random subset of N analysis samples (the same for every layer, "
+                        "epoch and estimator; stated in the result rows): trades accuracy for time, e.g. "
+                        "kde/ksg on a 10 000-sample analysis set")
+    p.add_argument("--subsample-seed", type=int, default=0, metavar="S",
+                   help="seed of the --subsample subset (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     return p
@@ -188,6 +202,17 @@ def _configure(args, parser) -> tuple[dict, pathlib.Path]:
             parser.error(str(exc))
     if args.jobs == 0 or args.jobs < -1:
         parser.error(f"--jobs must be a positive number of workers or -1 (all cores), got {args.jobs}")
+    if args.scheduler is not None:
+        from experiments.sweep import check_scheduler
+
+        try:
+            check_scheduler(args.scheduler)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.subsample is not None and args.subsample < 1:
+        parser.error(f"--subsample must be a positive number of analysis samples, got {args.subsample}")
+    if args.subsample_seed < 0:
+        parser.error(f"--subsample-seed must be a non-negative integer, got {args.subsample_seed}")
     out = pathlib.Path(args.out if args.out else os.path.join("results", preset["name"]))
     try:
         _check_writable(out)
@@ -197,9 +222,12 @@ def _configure(args, parser) -> tuple[dict, pathlib.Path]:
 
 
 # -- estimation with a per-(run, estimator) cache ------------------------------------------------
-def _estimate_cache_path(out: pathlib.Path, run_id: str, spec: dict) -> pathlib.Path:
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-    return out / "estimates" / run_id / f"{spec['name']}-{digest}.csv"
+def _estimate_cache_path(out: pathlib.Path, run_id: str, spec: dict, subsample=None,
+                         random_state: int = 0) -> pathlib.Path:
+    key = spec if subsample is None else {"spec": spec, "subsample": int(subsample),
+                                          "random_state": int(random_state)}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return pathlib.Path(out) / "estimates" / run_id / f"{spec['name']}-{digest}.csv"
 
 
 def _store_token(store) -> str:
@@ -211,47 +239,73 @@ def _store_token(store) -> str:
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _estimate_run(store_dir, specs, out, *, resume, jobs, progress):
-    """The plane of one store under each spec; returns (list of DataFrames, list of failure strings)."""
+def _estimate_one(store_dir, spec, out, *, resume, jobs=1, progress=False, subsample=None,
+                  random_state=0, plugins=()):
+    """The plane of one store under one estimator spec, through the per-(run, estimator) CSV cache.
+
+    A sweep task (:mod:`experiments.sweep`): runs in a worker or in this process, imports the
+    ``plugins`` first (a worker may not have them yet) and raises on failure.
+    """
+    for plugin in plugins:
+        load_plugin(plugin)
     from ibtoolkit import information_plane, open_store
     from ibtoolkit.plane import read_plane, write_plane
 
     store = open_store(store_dir)
     token = _store_token(store)
+    path = _estimate_cache_path(pathlib.Path(out), store.directory.name, spec, subsample, random_state)
+    token_file = path.with_suffix(".token")
+    if resume and path.is_file() and token_file.is_file() and token_file.read_text() == token:
+        log.info("skip estimation %s / %s: already computed", store.directory.name, spec["name"])
+        return read_plane(path)
+    df = information_plane(store, [spec], n_jobs=jobs, progress=progress, subsample=subsample,
+                           random_state=random_state)
+    write_plane(df, path)
+    token_file.write_text(token)
+    return df
+
+
+def _estimate_run(store_dir, specs, out, *, resume, jobs, progress, subsample=None, random_state=0):
+    """The plane of one store under each spec; returns (list of DataFrames, list of failure strings)."""
     frames, failures = [], []
     for spec in specs:
-        path = _estimate_cache_path(out, store.directory.name, spec)
-        token_file = path.with_suffix(".token")
-        if resume and path.is_file() and token_file.is_file() and token_file.read_text() == token:
-            log.info("skip estimation %s / %s: already computed", store.directory.name, spec["name"])
-            frames.append(read_plane(path))
-            continue
         try:
-            df = information_plane(store, [spec], n_jobs=jobs, progress=progress)
+            frames.append(_estimate_one(store_dir, spec, out, resume=resume, jobs=jobs, progress=progress,
+                                        subsample=subsample, random_state=random_state))
         except Exception as exc:  # noqa: BLE001 - one failed estimator must not stop the others
-            failures.append(f"{store.directory.name} / {spec['name']}: {type(exc).__name__}: {exc}")
+            failures.append(f"{pathlib.Path(store_dir).name} / {spec['name']}: {type(exc).__name__}: {exc}")
             log.error("estimation failed: %s", failures[-1])
-            continue
-        write_plane(df, path)
-        token_file.write_text(token)
-        frames.append(df)
     return frames, failures
+
+
+def _train_one(cfg, out, resume, threads):
+    """A sweep task: train one run (seeds set and the Keras session cleared inside) -> store path."""
+    from experiments.training import train_run
+
+    return str(train_run(cfg, out, resume=resume, threads=threads))
 
 
 # -- the whole experiment ------------------------------------------------------------------------
 def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume: bool = False,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, scheduler=None, subsample: int | None = None,
+                   random_state: int = 0, plugins=(), figures: bool = True) -> dict:
     """Run a preset end to end into ``out``; returns a summary dict.
+
+    Training runs and estimation jobs are the tasks of a sweep (:mod:`experiments.sweep`): serial
+    with ``jobs=1``, on ``jobs`` local loky workers, or on Dask with ``scheduler`` ("local", an
+    address such as "tcp://host:8786", or a ``distributed.Client``).  ``subsample``/``random_state``:
+    estimate on a seeded subset of the analysis set (stated in the rows).  ``plugins``: estimator
+    plugin modules or ``.py`` paths the workers import.  ``figures=False`` skips the figures.
 
     Keys: ``out``, ``runs`` (run configs), ``stores`` (run_id -> directory), ``plane`` (DataFrame),
     ``phases`` (DataFrame or None), ``failures`` (list of strings), ``report`` (path), ``verdicts``
-    (text printed at the end), ``timings`` (seconds per stage).
+    (text printed at the end), ``timings`` (seconds per stage), ``engine`` (description).
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     from experiments import report as _report
-    from experiments.training import expand_runs, train_run
+    from experiments import sweep
+    from experiments.training import expand_runs
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -260,30 +314,47 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
     failures: list[str] = []
     stores: dict[str, pathlib.Path] = {}
     timings: dict[str, float] = {}
-
-    t0 = time.perf_counter()
-    for cfg in tqdm(runs, desc="training", unit="run", disable=not progress):
-        try:
-            stores[cfg["run_id"]] = train_run(cfg, out, resume=resume)
-        except Exception as exc:  # noqa: BLE001 - reported; the other runs go on
-            failures.append(f"training {cfg['run_id']}: {type(exc).__name__}: {exc}")
-            log.error("%s", failures[-1])
-    timings["training"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    frames = []
+    specs: dict[str, list] = {}
     for cfg in runs:
-        if cfg["run_id"] not in stores:
-            continue
         try:
-            specs = resolve_estimators(estimators, cfg["model"])
+            specs[cfg["run_id"]] = resolve_estimators(estimators, cfg["model"])
         except ValueError as exc:
             failures.append(f"estimators of {cfg['run_id']}: {exc}")
-            continue
-        got, bad = _estimate_run(stores[cfg["run_id"]], specs, out, resume=resume, jobs=jobs,
-                                 progress=progress)
-        frames.extend(got)
-        failures.extend(bad)
+    plugins = list(plugins)
+
+    with sweep.Engine(jobs, scheduler) as engine, \
+            sweep.Progress(len(runs) + sum(map(len, specs.values())), enabled=progress) as bar:
+        log.info("sweep of %d run(s) on %s", len(runs), engine.describe())
+        t0 = time.perf_counter()
+        # a worker process gets one TensorFlow thread; this process keeps its own settings
+        threads = 1 if engine.parallel and len(runs) > 1 else None
+        tasks = [sweep.Task("train", cfg["run_id"], _train_one, (cfg, str(out), resume, threads)) for cfg in runs]
+        for cfg, outcome in zip(runs, engine.map(tasks, bar)):
+            if outcome.ok:
+                stores[cfg["run_id"]] = pathlib.Path(outcome.value)
+            else:
+                failures.append(f"training {cfg['run_id']}: {outcome.error}")
+                log.error("%s", failures[-1])
+                bar.drop(len(specs.get(cfg["run_id"], [])))
+        timings["training"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        # one store: estimate here, parallel over its layer x epoch chunks; several: one task per job
+        local = len(stores) == 1
+        inner = engine.inner_jobs if local else 1
+        tasks = [sweep.Task("estimate", f"{cfg['run_id']} / {spec['name']}", _estimate_one,
+                            (str(stores[cfg["run_id"]]), spec, str(out)),
+                            {"resume": resume, "jobs": inner, "progress": progress and local,
+                             "subsample": subsample, "random_state": random_state, "plugins": plugins})
+                 for cfg in runs if cfg["run_id"] in stores for spec in specs.get(cfg["run_id"], [])]
+        frames = []
+        for outcome in engine.map(tasks, bar, local=local):
+            if outcome.ok:
+                frames.append(outcome.value)
+            else:
+                failures.append(f"{outcome.key}: {outcome.error}")
+                log.error("estimation failed: %s", failures[-1])
+        engine_text = engine.describe()
     plane = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     if len(plane):
         from ibtoolkit.plane import write_plane
@@ -303,16 +374,17 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
     timings["phases"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    figures, fig_failures = _report.make_figures(plane, analysis, out / "figures") if len(plane) else ({}, [])
+    drawn, fig_failures = (_report.make_figures(plane, analysis, out / "figures") if len(plane) and figures
+                           else ({}, []))
     failures.extend(fig_failures)
     timings["figures"] = time.perf_counter() - t0
 
     report_path = _report.write_report(out, preset=preset, runs=runs, stores=stores, plane=plane,
-                                       analysis=analysis, figures=figures, failures=failures,
+                                       analysis=analysis, figures=drawn, failures=failures,
                                        timings=timings)
     return {"out": out, "runs": runs, "stores": stores, "plane": plane, "phases": analysis.phases,
             "failures": failures, "report": report_path, "verdicts": analysis.verdict_text(),
-            "timings": timings}
+            "timings": timings, "engine": engine_text}
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -356,8 +428,13 @@ def main(argv=None) -> int:
         return 0
     preset, out = _configure(args, parser)
     log.info("preset %s -> %s", preset["name"], out)
-    result = run_experiment(preset, out, estimators=args.estimator, jobs=args.jobs, resume=args.resume,
-                            progress=not args.no_progress)
+    try:
+        result = run_experiment(preset, out, estimators=args.estimator, jobs=args.jobs, resume=args.resume,
+                                progress=not args.no_progress, scheduler=args.scheduler,
+                                subsample=args.subsample, random_state=args.subsample_seed,
+                                plugins=args.plugin)
+    except sweep.SchedulerError as exc:  # cannot reach the Dask scheduler: a usage error
+        parser.error(str(exc))
     print(result["verdicts"])
     print(f"\nreport: {result['report']}")
     if result["failures"]:

@@ -182,7 +182,9 @@ def build_model(model_cfg: dict, *, input_dim: int, n_classes: int, seed: int):
 def _set_seeds(seed: int, threads: int | None) -> None:
     import tensorflow as tf
 
-    if threads is not None:
+    already = (tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads())
+    if threads is not None and already != (threads, threads):  # a reused sweep worker is already set
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
