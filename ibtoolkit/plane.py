@@ -25,7 +25,10 @@ One tidy row per (estimator, layer, epoch); the columns are listed in :data:`BAS
 the estimators' extras, then the Keras metrics of the epoch, then ``status`` and ``error``).
 A failing estimate never stops the table: it becomes a row with ``status="failed"`` and the
 exception in ``error``; an epoch marked diverged in the store (or whose activations are not
-finite) becomes ``status="invalid"``.  ``ixt``/``ity`` are NaN unless ``status == "ok"``.
+finite) becomes ``status="invalid"``.  The epoch of a ``diverged`` event that was never recorded
+(:class:`ibtoolkit.IBCallback` stops recording at divergence) still gets one ``invalid`` row per
+(estimator, layer) when all epochs are analysed, so the CSV says where and why a run stopped.
+``ixt``/``ity`` are NaN unless ``status == "ok"``.
 """
 from __future__ import annotations
 
@@ -156,6 +159,10 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
                 results.extend(out)
                 bar.update(len(out))
 
+    if epochs is None:  # diverged epochs that were never recorded: say so in the table
+        for epoch, reason in _unrecorded_divergence(store).items():
+            results.extend((k, layer, epoch, math.nan, math.nan, {}, "invalid", reason)
+                           for k in range(len(instances)) for layer in layer_list)
     return _assemble(store, results, instances, layer_list, ceiling, h_y, subsample, random_state,
                      x.shape[0])
 
@@ -426,6 +433,18 @@ def _invalid_epochs(store) -> dict[int, str]:
         message = f"diverged at epoch {start}: {event.get('message', '')}".rstrip(": ")
         for e in recorded[recorded >= start]:
             out.setdefault(int(e), message)
+    return out
+
+
+def _unrecorded_divergence(store) -> dict[int, str]:
+    """Epochs of ``diverged`` events that are not recorded epochs, mapped to their message."""
+    recorded = set(np.asarray(store.epochs, dtype=np.int64).tolist())
+    out: dict[int, str] = {}
+    for event in getattr(store, "events", None) or []:
+        epoch = event.get("epoch")
+        if event.get("kind") != "diverged" or epoch is None or int(epoch) in recorded:
+            continue
+        out.setdefault(int(epoch), f"diverged at epoch {int(epoch)}: {event.get('message', '')}".rstrip(": "))
     return out
 
 
