@@ -295,3 +295,30 @@ def test_exact_estimator_if_registered(store_dir):
         ixt, ity = brute_force(codes(x, i, LAYERS[i][1], row.epoch, True), y)
         assert row.status == "ok"
         assert row.ixt == pytest.approx(ixt, abs=1e-9) and row.ity == pytest.approx(ity, abs=1e-9)
+
+
+# -- faulty plugins: reported by name in the failed rows, the built-ins unaffected -----------------
+@register_estimator("plane_test_nan")
+def _nan_plugin(x, t, y):
+    """Returns NaN on the 2-unit layer, a finite plug-in value elsewhere."""
+    return (math.nan, 0.0) if t.shape[1] == 2 else (1.0, 0.5)
+
+
+@register_estimator("plane_test_wrong_type")
+def _wrong_type_plugin(x, t, y):
+    return {"ixt": 1.0}
+
+
+@pytest.mark.parametrize("name, layers, message", [
+    ("plane_test_nan", {"dense_2"}, "ValueError: estimator 'plane_test_nan' returned a non-finite value (ixt=nan"),
+    ("plane_test_wrong_type", {"dense", "dense_1", "dense_2"},
+     "ValueError: estimator 'plane_test_wrong_type' returned {'ixt': 1.0}; a function estimator must return "
+     "(ixt, ity) as two numbers in bits"),
+])
+def test_plugin_returning_nan_or_a_wrong_type_is_a_failed_row_named(store_dir, name, layers, message):
+    df = information_plane(store_dir, [name, "binning"], progress=False, epochs=[0, 13])
+    bad = df[df["status"] == "failed"]
+    assert set(bad["estimator"]) == {name} and set(bad["layer"]) == layers and len(bad) == 2 * len(layers)
+    assert bad["error"].str.startswith(message).all() and bad["ixt"].isna().all()
+    assert (df.loc[df["estimator"] == "binning", "status"] == "ok").all()
+    assert np.isfinite(df.loc[df["status"] == "ok", ["ixt", "ity"]].to_numpy()).all()

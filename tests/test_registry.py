@@ -196,6 +196,27 @@ def test_a_working_plugin_alone_loads_silently(tmp_path, monkeypatch):
     assert "fake_constant" in available_estimators()
 
 
+def test_entry_point_plugin_with_a_builtin_name_is_refused_by_name(tmp_path, monkeypatch):
+    """A plugin declaring an existing name (here 'exact') is warned about, by name, and the built-in
+    stays in place; registering the same name needs override=True (test_duplicate_name_needs_override)."""
+    fake_distribution(tmp_path, {"exact": "ibt_fake_good:ConstantEstimator",
+                                 "fake_constant": "ibt_fake_good:ConstantEstimator"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    with pytest.warns(PluginWarning) as caught:
+        errors = load_plugins(force=True)
+    messages = [str(w.message) for w in caught if "ibt_fake_good:ConstantEstimator" in str(w.message)]
+    assert len(messages) == 1 and "exact" in messages[0] and "override=True" in messages[0]
+    assert any(label.startswith("exact (") and "already registered" in msg for label, msg in errors.items())
+    from estimators.exact import ExactEstimator
+
+    assert type(get_estimator("exact")) is ExactEstimator                      # the built-in is unaffected
+    x, t, y = data()
+    assert get_estimator("exact").estimate(x, t, y).ixt == pytest.approx(
+        get_estimator("binning").estimate(x, t, y).ixt, abs=1e-12)
+    assert "fake_constant" in available_estimators()                           # the valid entry still loads
+
+
 @pytest.mark.parametrize("name", BUILTINS)
 def test_builtins_resolve_through_installed_entry_points(name):
     eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
