@@ -51,7 +51,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Dataset", "DatasetUnavailable", "load", "available_datasets", "train_test_split", "split",
+__all__ = ["Dataset", "DatasetUnavailable", "load", "ensure_available", "available_datasets", "train_test_split", "split",
            "to_pm1", "flatten", "scale", "read_idx", "tishby_dataset", "TISHBY_VERTICES"]
 
 # Icosahedron vertices of Shwartz-Ziv & Tishby's 12-bit task (bit i -> row i).
@@ -396,6 +396,37 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
 def available_datasets() -> list[str]:
     """Names :func:`load` accepts."""
     return sorted(_LOADERS)
+
+
+def ensure_available(name: str, **options) -> str:
+    """Make sure :func:`load` can get ``name`` without reading it; returns where it will come from.
+
+    For ``mnist``/``fashion_mnist``: the first complete local set in the search order, else (with
+    ``download`` allowed) the Keras download is made now, so a missing file is found before any
+    training starts rather than in the middle of a sweep.  Raises :class:`DatasetUnavailable` (a
+    ``ValueError``) saying where to put the files, or ``ValueError`` for an unknown name or option.
+    """
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+    if key not in _NPZ_NAMES:
+        if options:
+            raise ValueError(f"dataset {key!r} does not accept options {sorted(options)}")
+        return "built in"
+    unknown = sorted(set(options) - {"split", "limit", "path", "download"})
+    if unknown:
+        raise ValueError(f"dataset {key!r} does not accept options {unknown}")
+    found = _locate(key, options.get("path"))
+    if found is not None:
+        return f"{found[0]}: {found[1]}"
+    if not options.get("download", True):
+        raise DatasetUnavailable(f"{key} was not found locally and download=False. {_where_to_put(key)}")
+    try:
+        _download(key, ("train", "test"))
+    except Exception as exc:  # noqa: BLE001 - re-raised with the fix
+        raise DatasetUnavailable(f"{key} was not found locally and the Keras download failed "
+                                 f"({type(exc).__name__}: {exc}). {_where_to_put(key)}") from exc
+    return f"Keras download (tf.keras.datasets.{key})"
 
 
 def load(name: str, **options) -> Dataset:

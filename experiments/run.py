@@ -218,7 +218,20 @@ def _configure(args, parser) -> tuple[dict, pathlib.Path]:
         _check_writable(out)
     except ValueError as exc:
         parser.error(str(exc))
+    _check_datasets(preset, parser)
     return preset, out
+
+
+def _check_datasets(preset: dict, parser) -> None:
+    """Every dataset of the preset must be loadable before any training starts (exit 2 if not)."""
+    from experiments import datasets
+
+    for name in preset["datasets"]:
+        try:
+            source = datasets.ensure_available(name, **preset.get("dataset_options", {}).get(name, {}))
+        except ValueError as exc:
+            parser.error(f"dataset {name}: " + " ".join(str(exc).split()))
+        log.info("dataset %s: %s", name, source)
 
 
 # -- estimation with a per-(run, estimator) cache ------------------------------------------------

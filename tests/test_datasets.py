@@ -267,3 +267,26 @@ def test_incomplete_or_bad_user_files(isolated):
         ds.load("mnist", path=isolated / "partial.npz", split="val")
     with pytest.raises(ValueError, match="limit"):
         ds.load("mnist", path=isolated / "partial.npz", limit=0)
+
+
+def test_ensure_available_finds_local_files_downloads_once_or_says_where(isolated, monkeypatch):
+    assert ds.ensure_available("tishby") == ds.ensure_available("digits") == "built in"
+    with pytest.raises(ds.DatasetUnavailable, match=r"mnist was not found locally and the Keras download "
+                                                    r"failed \(OSError: network unreachable\)\. Put mnist.npz"):
+        ds.ensure_available("mnist")
+    with pytest.raises(ds.DatasetUnavailable, match="download=False"):
+        ds.ensure_available("mnist", download=False)
+    with pytest.raises(ValueError, match="does not accept options"):
+        ds.ensure_available("mnist", colour=True)
+    with pytest.raises(ValueError, match="does not accept options"):
+        ds.ensure_available("tishby", limit=3)
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        ds.ensure_available("cifar")
+
+    calls = []
+    monkeypatch.setattr(ds, "_download", lambda name, parts: calls.append((name, parts)) or {})
+    assert ds.ensure_available("fashion-mnist") == "Keras download (tf.keras.datasets.fashion_mnist)"
+    assert calls == [("fashion_mnist", ("train", "test"))]
+    _write_npz(isolated / "home" / ".keras" / "datasets" / "mnist.npz")
+    assert ds.ensure_available("mnist", split="train").startswith("Keras cache: ")
+    assert len(calls) == 1                                   # a local file: no download

@@ -119,9 +119,17 @@ def test_failing_estimator_finishes_the_rest_and_exits_nonzero(tiny_run, capsys)
     (["--estimator", "nope"], "unknown estimator(s) nope; available: "),
     (["--preset", "nope"], "unknown preset 'nope'; available: paper, paper-digits, paper-mnist, quick, tiny"),
     (["--dataset", "nope"], "unknown dataset(s) nope; available: digits, fashion_mnist, mnist, tishby"),
+    (["--estimator", "exact", "--estimator", "kdee"], "unknown estimator(s) kdee; available: "),
     (["--epochs", "-3"], "--epochs must be a positive number of training epochs, got -3"),
+    (["--epochs", "0"], "--epochs must be a positive number of training epochs, got 0"),
+    (["--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
     (["--seeds", "x"], "--seeds takes a positive count N"),
+    (["--seeds", "0"], "--seeds takes a positive count N (seeds 0..N-1) or a comma list"),
+    (["--seeds", "-2"], "--seeds takes a positive count N (seeds 0..N-1) or a comma list"),
+    (["--seeds", "1,1"], "--seeds takes distinct non-negative integers, got '1,1'"),
+    (["--seeds", "3,-1"], "--seeds takes distinct non-negative integers, got '3,-1'"),
     (["--jobs", "0"], "--jobs must be a positive number of workers or -1"),
+    (["--jobs", "-2"], "--jobs must be a positive number of workers or -1 (all cores), got -2"),
     (["--plugin", "no_such_module_xyz"], "--plugin no_such_module_xyz: could not import it"),
 ])
 def test_bad_arguments_exit_2_with_a_useful_message(args, message, capsys, tmp_path):
@@ -131,6 +139,8 @@ def test_bad_arguments_exit_2_with_a_useful_message(args, message, capsys, tmp_p
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0]          # one line says what is wrong and what to do
     if args[0] == "--estimator":
         assert "exact" in err and "kde" in err
 
@@ -186,3 +196,59 @@ def test_prepare_data_maps_bnn_inputs_to_pm1_and_keeps_the_analysis_set_in_order
     np.testing.assert_array_equal(bnn["y_analysis"], y)
     assert int(bnn["y_analysis"].sum()) == 2118
     np.testing.assert_array_equal(bnn["y_test"], dnn["y_test"])           # one split for every model
+
+
+def test_plugin_that_raises_on_import_exits_2_naming_it(tmp_path, capsys):
+    plugin = tmp_path / "h7_exploding_plugin.py"
+    plugin.write_text("raise RuntimeError('the plugin needs a licence server')\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["--preset", "tiny", "--out", str(tmp_path / "o"), "--plugin", str(plugin)])
+    assert exc.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert f"--plugin {plugin}: could not import it (RuntimeError: the plugin needs a licence server)" in errors[0]
+    assert "give an importable module name or the path of a .py file" in errors[0]
+    from ibtoolkit import available_estimators
+
+    assert {"exact", "binning", "kde", "ksg"} <= set(available_estimators())   # built-ins unaffected
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No MNIST anywhere: empty HOME (Keras cache), empty $IBTOOLKIT_DATA, a download that fails like
+    an unreachable network (never the real one), and a training step that must not be reached."""
+    from experiments import datasets, training
+
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    data.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("IBTOOLKIT_DATA", str(data))
+    monkeypatch.setattr(datasets, "_DEBIAN_FASHION_DIR", str(tmp_path / "debian"))
+    calls = {"download": [], "train": []}
+
+    def unreachable(name, parts):
+        calls["download"].append(name)
+        raise OSError("[Errno 101] Network is unreachable")
+
+    def no_training(cfg, *args, **kwargs):
+        calls["train"].append(cfg["run_id"])
+        raise AssertionError("training started although a dataset is missing")
+
+    monkeypatch.setattr(datasets, "_download", unreachable)
+    monkeypatch.setattr(training, "train_run", no_training)
+    return calls
+
+
+@pytest.mark.parametrize("datasets_args", [["--dataset", "mnist"],
+                                           ["--dataset", "tishby", "--dataset", "fashion_mnist"]])
+def test_missing_dataset_offline_exits_2_before_any_training(offline, tmp_path, capsys, datasets_args):
+    missing = datasets_args[-1]
+    with pytest.raises(SystemExit) as exc:
+        main(["--preset", "tiny", "--out", str(tmp_path / "o"), *datasets_args, "--no-progress"])
+    assert exc.value.code == 2
+    assert offline == {"download": [missing], "train": []}
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert f"dataset {missing}: {missing} was not found locally and the Keras download failed" in errors[0]
+    assert "Network is unreachable" in errors[0] and "into $IBTOOLKIT_DATA" in errors[0]
