@@ -218,15 +218,25 @@ def _configure(args, parser) -> tuple[dict, pathlib.Path]:
         _check_writable(out)
     except ValueError as exc:
         parser.error(str(exc))
-    _check_datasets(preset, parser)
+    _check_datasets(preset, out, args.resume, parser)
     return preset, out
 
 
-def _check_datasets(preset: dict, parser) -> None:
-    """Every dataset of the preset must be loadable before any training starts (exit 2 if not)."""
+def _check_datasets(preset: dict, out: pathlib.Path, resume: bool, parser) -> None:
+    """Every dataset still to train on must be loadable before any training starts (exit 2 if not).
+
+    With ``--resume``, datasets whose runs all have complete stores are not needed (the analysis
+    set is in the store) and are not checked.
+    """
     from experiments import datasets
 
-    for name in preset["datasets"]:
+    needed = list(preset["datasets"])
+    if resume:
+        from experiments.training import expand_runs, run_directory, store_is_complete
+
+        needed = list(dict.fromkeys(cfg["dataset"] for cfg in expand_runs(preset)
+                                    if not store_is_complete(run_directory(out, cfg), cfg)))
+    for name in needed:
         try:
             source = datasets.ensure_available(name, **preset.get("dataset_options", {}).get(name, {}))
         except ValueError as exc:

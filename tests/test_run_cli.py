@@ -252,3 +252,13 @@ def test_missing_dataset_offline_exits_2_before_any_training(offline, tmp_path, 
     assert len(errors) == 1
     assert f"dataset {missing}: {missing} was not found locally and the Keras download failed" in errors[0]
     assert "Network is unreachable" in errors[0] and "into $IBTOOLKIT_DATA" in errors[0]
+
+
+def test_resume_with_complete_stores_does_not_need_the_dataset(tiny_run, monkeypatch, capsys):
+    """--resume on finished runs must not refuse to start because the raw dataset went missing."""
+    from experiments import datasets
+
+    out, _ = tiny_run
+    monkeypatch.setattr(datasets, "ensure_available", lambda name, **kw: pytest.fail(f"{name} checked"))
+    assert main(["--preset", "tiny", "--out", str(out), "--estimator", "binning", "--resume", "--no-progress",
+                 "--quiet"]) == 0
