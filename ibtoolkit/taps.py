@@ -219,8 +219,9 @@ class Extractor:
             outs = sub(x, training=False)
             if not isinstance(outs, (list, tuple)):
                 outs = [outs]
-            n = tf.shape(x)[0]
-            return [tf.cast(tf.reshape(o, (n, w)), tf.float32) for o, w in zip(outs, self.widths.values())]
+            # reshape only what is not already (N, width): every graph op costs ~15 us per call here
+            return [tf.cast(o if o.shape.rank == 2 and o.shape[1] == w else tf.reshape(o, (tf.shape(x)[0], w)),
+                            tf.float32) for o, w in zip(outs, self.widths.values())]
 
         spec = tf.TensorSpec((None, *self._input_shape), self._input_dtype)
         self._fn = tf.function(run, input_signature=[spec])
