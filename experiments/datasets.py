@@ -282,7 +282,11 @@ def _read_npz(path: Path, parts) -> dict:
             raise ValueError(f"{path}: missing arrays {missing} (a Keras-style .npz holds x_train, y_train, "
                              f"x_test, y_test)")
         for part in parts:
-            x, y = f[f"x_{part}"], f[f"y_{part}"]
+            try:
+                x, y = f[f"x_{part}"], f[f"y_{part}"]
+            except ValueError as exc:  # object arrays: refused, never unpickled
+                raise ValueError(f"{path}: x_{part}/y_{part} are not plain numeric arrays ({exc}); "
+                                 f"save them with numpy as uint8 images and integer labels") from exc
             if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
                 raise ValueError(f"{path}: expected x_{part} (N, rows, cols) and y_{part} (N,), got "
                                  f"{x.shape} and {y.shape}")

@@ -290,3 +290,18 @@ def test_ensure_available_finds_local_files_downloads_once_or_says_where(isolate
     _write_npz(isolated / "home" / ".keras" / "datasets" / "mnist.npz")
     assert ds.ensure_available("mnist", split="train").startswith("Keras cache: ")
     assert len(calls) == 1                                   # a local file: no download
+
+
+def test_pickled_npz_is_refused_naming_the_file_and_never_unpickled(isolated):
+    evil = isolated / "evil.npz"
+    sentinel = isolated / "unpickled"
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(sentinel), "w"))   # would create the sentinel file if ever unpickled
+
+    np.savez(evil, x_train=np.array([Boom(), Boom()], dtype=object), y_train=np.zeros(2, np.uint8),
+             x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.uint8))
+    with pytest.raises(ValueError, match="are not plain numeric arrays") as info:
+        ds.load("mnist", path=evil, split="train")
+    assert str(evil) in str(info.value) and not sentinel.exists()

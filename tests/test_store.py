@@ -614,3 +614,32 @@ def test_writer_shared_between_threads(tmp_path, data):
     assert r.epochs.tolist() == list(range(60)) and [e["message"] for e in r.events] == [str(i) for i in range(30)]
     assert r.metrics[59] == {"e": 59.0}
     assert not list(d.rglob(".*.tmp-*"))
+
+
+def test_library_code_never_unpickles_or_evaluates():
+    """Every np.load in the library passes allow_pickle=False; no pickle, eval, exec or yaml.load."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    loads = 0
+    for path in sorted(p for d in ("ibtoolkit", "estimators", "experiments") for p in (root / d).rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any(n.split(".")[0] in ("pickle", "cPickle", "dill", "shelve", "marshal")
+                               for n in names), f"{path}:{node.lineno} imports a pickle module"
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            assert name not in ("eval", "exec"), f"{path}:{node.lineno} calls {name}"
+            owner = getattr(func.value, "id", "") if isinstance(func, ast.Attribute) else ""
+            if name == "load" and owner in ("np", "numpy"):
+                loads += 1
+                kw = {k.arg: k.value for k in node.keywords}
+                assert isinstance(kw.get("allow_pickle"), ast.Constant) and kw["allow_pickle"].value is False, \
+                    f"{path}:{node.lineno} np.load without allow_pickle=False"
+            assert not (name == "load" and owner == "yaml"), f"{path}:{node.lineno} yaml.load"
+    assert loads >= 2   # _atomic.read_npy and datasets._read_npz are checked
