@@ -115,6 +115,26 @@ def test_failing_estimator_finishes_the_rest_and_exits_nonzero(tiny_run, capsys)
     assert (df.loc[df["estimator"] == "always_fails", "error"].str.contains("always_fails was asked")).all()
 
 
+def test_estimator_failing_on_one_layer_fails_only_those_rows(tiny_run, capsys):
+    out, _ = tiny_run
+    code = main(["--preset", "tiny", "--out", str(out), "--plugin", PLUGIN, "--estimator", "naive_plugin",
+                 "--estimator", "fails_on_width_3", "--resume", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    df = read_plane(out / "information_plane.csv")
+    ours = df[df["estimator"] == "fails_on_width_3"]
+    failed, ok = ours[ours["status"] == "failed"], ours[ours["status"] == "ok"]
+    assert set(failed["width"]) == {3} and set(ok["width"]) == {4}
+    assert len(failed) == len(ok) == 2 * 5                                 # 2 runs x epochs 0..4 each
+    assert failed["error"].str.contains("ArithmeticError: fails_on_width_3 cannot handle a layer of width 3").all()
+    assert failed["ixt"].isna().all()
+    ref = df[df["estimator"] == "naive_plugin"].set_index(["run", "layer", "epoch"])
+    got = ok.set_index(["run", "layer", "epoch"])
+    np.testing.assert_allclose(got["ixt"], ref.loc[got.index, "ixt"], atol=1e-12)
+    for run in RUNS:                                                        # the summary, one line per run
+        assert f"{run} / fails_on_width_3: 5 estimate(s) failed, e.g. ArithmeticError" in err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--estimator", "nope"], "unknown estimator(s) nope; available: "),
     (["--preset", "nope"], "unknown preset 'nope'; available: paper, paper-digits, paper-mnist, quick, tiny"),

@@ -28,3 +28,12 @@ def naive_plugin(x, t, y):
 def always_fails(x, t, y):
     """An estimator that fails on every call: the CLI must finish the rest and exit non-zero."""
     raise ValueError("always_fails was asked for an estimate")
+
+
+@register_estimator("fails_on_width_3")
+def fails_on_width_3(x, t, y):
+    """Fails on 3-unit layers only (the second hidden layer of the ``tiny`` preset), else equals
+    ``naive_plugin``: a failure is per (layer, epoch) and the rest of the plane is still computed."""
+    if t.shape[1] == 3:
+        raise ArithmeticError(f"fails_on_width_3 cannot handle a layer of width {t.shape[1]}")
+    return naive_plugin(x, t, y)
