@@ -162,8 +162,9 @@ def resolve_estimators(names, model_cfg: dict) -> list[dict]:
 def _check_writable(out: pathlib.Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-") as probe:
+            probe.write(b"\0" * (1 << 20))  # a full disk still lets one create an empty file
+            probe.flush()
     except OSError as exc:
         raise ValueError(f"--out {out} is not writable ({exc.strerror or exc}); choose a writable "
                          f"directory with --out") from None

@@ -49,16 +49,18 @@ def mounts(tmp_path):
 
 def _fill(directory, leave=0):
     """Write a file until the file system has at most ``leave`` bytes free."""
-    with open(directory / "filler.bin", "wb") as f:
-        try:
-            while True:
-                free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
-                if free <= leave:
-                    break
-                f.write(b"\0" * min(4096, free - leave))
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    fd = os.open(directory / "filler.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)  # unbuffered writes
+    try:
+        while True:
+            st = os.statvfs(directory)
+            free = st.f_bavail * st.f_frsize
+            if free <= leave:
+                break
+            os.write(fd, b"\0" * min(4096, free - leave))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
 
 
 def _data():
@@ -129,3 +131,18 @@ def test_disk_filling_up_mid_run_keeps_every_committed_epoch(mounts):
     reopened = open_store(small / "run")
     assert reopened.epochs.tolist() == committed
     reopened.verify()
+
+
+def test_cli_out_on_a_read_only_or_full_file_system_exits_2(mounts, capsys):
+    from experiments.run import main
+
+    ro = mounts("ro_out", "ro,size=64k")
+    full = mounts("full_out", "size=64k")
+    _fill(full)
+    for out in (ro / "results", full):
+        with pytest.raises(SystemExit) as exc:
+            main(["--preset", "tiny", "--out", str(out)])
+        assert exc.value.code == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and f"--out {out} is not writable" in errors[0]
+        assert "choose a writable directory with --out" in errors[0]
