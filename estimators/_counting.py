@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ibtoolkit.validation import require_finite
+
 __all__ = ["Keys", "InputKeys", "InputKeyCache", "row_keys", "codes_keys", "hash_rows", "label_keys",
            "dense", "combine", "counts", "entropy_from_counts", "entropy", "joint_entropy", "mutual_information_keys",
            "discrete_point", "clamp_noise", "LN2", "NOISE_TOL"]
@@ -84,7 +86,7 @@ def _bincount_ok(size: int, n: int) -> bool:
     return size <= 8 * n + 4096
 
 
-def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t") -> Keys:
+def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t", check_finite: bool = False) -> Keys:
     """Key the rows of a 2-D array: equal rows get equal keys, different rows different keys.
 
     Parameters
@@ -97,6 +99,9 @@ def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t") -
         hash of their raw bytes).
     name : str
         Name of the array in error messages.
+    check_finite : bool
+        Raise the validation's :class:`ValueError` for NaN/inf entries (else ``a`` must already be
+        finite).  Free when the array is wide float32 ±1: the blockwise ±1 test proves finiteness.
     """
     a = np.asarray(a)
     if a.ndim != 2:
@@ -108,6 +113,8 @@ def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t") -
         packed = _pm1_float32_signs(a)
         if packed is not None:  # every entry is exactly ±1: one hashed key per row of sign bits
             return hash_rows(packed)
+    if check_finite:
+        require_finite(a, name)
     lo, hi = a.min(), a.max()
     if lo == hi:  # one state
         return Keys(np.zeros(n, np.int64), 1, True)
@@ -136,7 +143,7 @@ def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t") -
 
 
 _PM1_SHIFTED = np.uint32(0x7F000000)  # the bits of +1.0f and -1.0f shifted left by one (sign dropped)
-_BLOCK_ENTRIES = 1 << 16               # entries per block: temporaries stay in the CPU cache
+_BLOCK_ENTRIES = 1 << 18               # entries per block (1 MiB of uint32): temporaries stay in cache
 
 
 def _pm1_float32_signs(a: np.ndarray) -> np.ndarray | None:

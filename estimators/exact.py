@@ -46,6 +46,7 @@ class ExactEstimator(Estimator):
     """
 
     discrete_only = True
+    checks_t_finite = True  # row_keys(check_finite=True) below: free for ±1 codes, one scan otherwise
 
     def __init__(self, miller_madow: bool = False, max_levels: int = 256):
         if not isinstance(miller_madow, bool):
@@ -58,7 +59,7 @@ class ExactEstimator(Estimator):
 
     def _estimate(self, x, t, y) -> EstimateResult:
         xk = self._x_cache.get(x)
-        kt = row_keys(t, max_levels=self.max_levels, name="t")
+        kt = row_keys(t, max_levels=self.max_levels, name="t", check_finite=True)
         ixt, ity, extras = discrete_point(xk, kt, y, self.miller_madow)
         return EstimateResult(ixt, ity, extras)
 

@@ -83,10 +83,15 @@ class Estimator:
         Registry name, set by :func:`ibtoolkit.register_estimator`.
     discrete_only : bool
         True when the estimator needs discrete codes for ``t`` (it then refuses continuous data).
+    checks_t_finite : bool
+        True when :meth:`_estimate` itself raises the validation's ``ValueError`` ("t contains k
+        NaN or infinite value(s)") for non-finite ``t``, so :meth:`estimate` skips its own scan of
+        ``t`` (one pass less over a 10 000 x 1024 layer; ``exact`` proves finiteness while keying).
     """
 
     name: ClassVar[str] = ""
     discrete_only: ClassVar[bool] = False
+    checks_t_finite: ClassVar[bool] = False
 
     # -- parameters -----------------------------------------------------------------------------
     @classmethod
@@ -126,7 +131,7 @@ class Estimator:
             On shape mismatch, NaN/inf, empty arrays, non-integer labels, or continuous ``t``
             given to a discrete-only estimator.
         """
-        x, t, y = check_inputs(x, t, y)
+        x, t, y = check_inputs(x, t, y, check_t_finite=not self.checks_t_finite)
         return self._checked(self._estimate(x, t, y))
 
     def mutual_information(self, a, b) -> float:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_samples", "as_labels", "check_inputs", "check_pair", "all_finite"]
+__all__ = ["as_samples", "as_labels", "check_inputs", "check_pair", "all_finite", "require_finite"]
 
 
-def as_samples(a, name: str) -> np.ndarray:
+def as_samples(a, name: str, *, check_finite: bool = True) -> np.ndarray:
     """Return ``a`` as a finite 2-D float or integer array of shape (N, d).
 
     A 1-D array is read as N samples of one feature.  Boolean arrays become ``uint8``.
+    ``check_finite=False`` leaves the NaN/inf check to the caller, who must then make it (see
+    :attr:`ibtoolkit.Estimator.checks_t_finite`); everything else is checked as always.
     """
     try:
         arr = np.asarray(a)
@@ -33,10 +35,16 @@ def as_samples(a, name: str) -> np.ndarray:
         raise ValueError(f"{name} is empty: it has no samples (shape {arr.shape})")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {arr.shape})")
+    if check_finite:
+        require_finite(arr, name)
+    return arr
+
+
+def require_finite(arr: np.ndarray, name: str) -> None:
+    """Raise :class:`ValueError` naming ``name`` and the count if a float array holds NaN or inf."""
     if np.issubdtype(arr.dtype, np.floating) and not all_finite(arr):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-    return arr
 
 
 #: Float arrays with at least this many entries are checked through a BLAS product (below).
@@ -100,10 +108,14 @@ def as_labels(y, n: int | None = None, name: str = "y") -> np.ndarray:
     return out
 
 
-def check_inputs(x, t, y):
-    """Validate the (x, t, y) triple of :meth:`Estimator.estimate` and return clean arrays."""
+def check_inputs(x, t, y, *, check_t_finite: bool = True):
+    """Validate the (x, t, y) triple of :meth:`Estimator.estimate` and return clean arrays.
+
+    ``check_t_finite=False`` skips only the NaN/inf scan of ``t``, for estimators that prove
+    finiteness in their own first pass over ``t`` (and raise the same error otherwise).
+    """
     x = as_samples(x, "x")
-    t = as_samples(t, "t")
+    t = as_samples(t, "t", check_finite=check_t_finite)
     if t.shape[0] != x.shape[0]:
         raise ValueError(f"x and t must have the same number of samples, got {x.shape[0]} and {t.shape[0]}")
     y = as_labels(y, n=x.shape[0])

@@ -30,13 +30,21 @@ def test_opposite_infinities_in_one_row_and_huge_finite_values():
     assert as_samples(huge, "t") is not None
 
 
-def test_estimate_still_refuses_nan_in_wide_binary_codes():
-    rng = np.random.default_rng(0)
-    t = np.where(rng.random((2000, 64)) < 0.5, -1, 1).astype(np.float32)
-    t[1999, 63] = np.nan
+@pytest.mark.parametrize("d", [3, 24, 64, 300])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", ["exact", "binning"])
+def test_estimate_still_refuses_non_finite_codes(d, dtype, bad, name):
+    """``exact`` skips the separate NaN/inf scan of t (checks_t_finite); the public call must still
+    raise the validation's error, wherever the bad value sits (first or last block)."""
+    rng = np.random.default_rng(d)
     x = rng.standard_normal((2000, 3))
     y = rng.integers(0, 2, 2000)
-    with pytest.raises(ValueError, match="t contains 1 NaN"):
-        check_inputs(x, t, y)
-    with pytest.raises(ValueError, match="t contains 1 NaN"):
-        ibtoolkit.get_estimator("exact").estimate(x, t, y)
+    est = ibtoolkit.get_estimator(name)
+    for i, j in ((0, 0), (1999, d - 1), (1000, d // 2)):
+        t = np.where(rng.random((2000, d)) < 0.5, -1, 1).astype(dtype)
+        t[i, j] = bad
+        with pytest.raises(ValueError, match="t contains 1 NaN or infinite"):
+            check_inputs(x, t, y)
+        with pytest.raises(ValueError, match="t contains 1 NaN or infinite"):
+            est.estimate(x, t, y)
