@@ -6,7 +6,9 @@ Case "12bit": N = 4096 inputs (all 12-bit patterns), layer widths 10, 7, 5, 4, 3
 Shwartz-Ziv & Tishby net.  Every "epoch" draws a fresh random tanh network (truncated-normal-like
 weights, std 1/sqrt(fan_in)); ``kde``, ``ksg`` and ``binning`` see the tanh codes, ``exact`` their
 signs (±1, as a BNN layer).  One estimator instance serves every layer × epoch (warmed up once, as
-in a real run).  Case "wide": N = 10 000 × width 1024 for ``binning`` and ``exact``.
+in a real run).  Case "wide": N = 10 000 × width 1024 for ``binning`` and ``exact`` (int8 ±1
+codes); case "wide-f32": ``exact`` on the same codes as float32 ±1, which is what
+``ActivationStore.read`` returns for a binary layer (so what the information plane passes).
 
 Each (layer, epoch) call is timed once per repeat; the table gives the median and inter-quartile
 range of the wall-clock time per call (and the median CPU time over all threads, which shows how much
@@ -31,7 +33,8 @@ from . import reference
 
 WIDTHS = (10, 7, 5, 4, 3)
 TARGET_MS = {("12bit", "exact"): 0.2, ("12bit", "binning"): 1.0, ("12bit", "kde"): 40.0,
-             ("12bit", "ksg"): 40.0, ("wide", "binning"): 60.0, ("wide", "exact"): 5.0}
+             ("12bit", "ksg"): 40.0, ("wide", "binning"): 60.0, ("wide", "exact"): 5.0,
+             ("wide-f32", "exact"): 5.0}
 REFERENCES = {"exact": reference.unique_rows_information, "binning": reference.binning_reference,
               "kde": reference.kde_reference, "ksg": reference.ksg_reference}
 
@@ -50,8 +53,8 @@ def _random_net_codes(x: np.ndarray, widths, rng) -> list[np.ndarray]:
     return codes
 
 
-def _layer_input(name: str, t: np.ndarray) -> np.ndarray:
-    return np.where(t >= 0, 1, -1).astype(np.int8) if name == "exact" else t
+def _layer_input(name: str, t: np.ndarray, codes_dtype=np.int8) -> np.ndarray:
+    return np.where(t >= 0, 1, -1).astype(codes_dtype) if name == "exact" else t
 
 
 def _time(fn, *args, cpu=None) -> float:
@@ -76,7 +79,7 @@ def _get(name: str):
         return None
 
 
-def bench_case(case, names, x, y, layers_by_epoch, repeats, ref_calls):
+def bench_case(case, names, x, y, layers_by_epoch, repeats, ref_calls, codes_dtype=np.int8):
     """Time each estimator on every (epoch, layer); the reference on the first ``ref_calls`` epochs."""
     rows = []
     for name in names:
@@ -84,32 +87,33 @@ def bench_case(case, names, x, y, layers_by_epoch, repeats, ref_calls):
         if est is None:
             continue
         ref = REFERENCES[name]
-        first = _layer_input(name, layers_by_epoch[0][0])
+        prepared = [[_layer_input(name, t, codes_dtype) for t in layers] for layers in layers_by_epoch]
+        first = prepared[0][0]
         est.estimate(x, first, y)        # warm-up: traces tf.functions, keys x
         ref(x, first, y)
         widths = [t.shape[1] for t in layers_by_epoch[0]]
         for li, width in enumerate(widths):
             own, own_cpu, refs = [], [], []
             for _ in range(repeats):
-                for epoch, layers in enumerate(layers_by_epoch):
-                    t = _layer_input(name, layers[li])
-                    own.append(_time(est.estimate, x, t, y, cpu=own_cpu))
-            for epoch, layers in enumerate(layers_by_epoch[:ref_calls]):
-                refs.append(_time(ref, x, _layer_input(name, layers[li]), y))
+                for layers in prepared:
+                    own.append(_time(est.estimate, x, layers[li], y, cpu=own_cpu))
+            for layers in prepared[:ref_calls]:
+                refs.append(_time(ref, x, layers[li], y))
             med, iqr = _stats(own)
             rmed, riqr = _stats(refs)
             target = TARGET_MS.get((case, name))
-            rows.append({"case": case, "estimator": name, "n": x.shape[0], "width": width,
+            rows.append({"case": case, "estimator": name, "input": str(first.dtype), "n": x.shape[0], "width": width,
                          "median_ms": round(med, 4), "iqr_ms": round(iqr, 4), "calls": len(own),
                          "cpu_median_ms": round(float(np.median(own_cpu)), 4),
                          "reference_median_ms": round(rmed, 3), "reference_iqr_ms": round(riqr, 3),
                          "reference_calls": len(refs), "speedup": round(rmed / med, 1),
-                         "target_ms": target, "meets_target": None if target is None else bool(med <= target)})
+                         "target_ms": target, "meets_target": None if target is None else bool(med <= target),
+                         "load1": round(os.getloadavg()[0], 2)})
             r = rows[-1]
             print(f"  {name:8s} N={x.shape[0]:6d} d={width:5d}  {med:9.3f} ms (IQR {iqr:7.3f}, "
                   f"cpu {r['cpu_median_ms']:8.3f})   "
                   f"reference {rmed:10.3f} ms   x{r['speedup']:<8}  target {target} ms: "
-                  f"{'met' if r['meets_target'] else 'MISSED'}")
+                  f"{'met' if r['meets_target'] else 'MISSED'}  (load {r['load1']})")
     return rows
 
 
@@ -134,6 +138,8 @@ def main(argv=None):
     wide = [[np.tanh(xw @ rng.normal(size=(20, 1024)).astype(np.float32))] for _ in range(max(1, epochs // 2))]
     print("case wide: N = 10000, width 1024")
     rows += bench_case("wide", ["binning", "exact"], xw, yw, wide, repeats, ref_calls)
+    print("case wide-f32: N = 10000, width 1024, exact on float32 ±1 (as read back from a store)")
+    rows += bench_case("wide-f32", ["exact"], xw, yw, wide, repeats, ref_calls, codes_dtype=np.float32)
 
     if not rows:
         raise SystemExit("no estimator could be benchmarked (see the messages above)")
