@@ -11,7 +11,9 @@ A *run config* is a plain dict made by :func:`expand_runs` from a preset (see
 the data (BNN inputs mapped to +-1 explicitly: Larq's sign maps 0 to +1, so {0,1} inputs would all
 become +1), builds and fits the model with :class:`ibtoolkit.IBCallback` writing to
 ``out_dir/runs/<run_id>``, and records the run metadata (dataset, model, precision, variant, seed and
-the whole run config) in the store manifest so every information-plane row carries it.  Training
+the training key of the run config) as the store's ``manifest["run"]`` (``IBCallback(run=...)``) so
+every information-plane row carries it.  Stores of earlier versions kept it in
+``manifest["model"]["run"]``; the readers here accept both.  Training
 is skipped when that store is already complete and was made from the same config.
 """
 from __future__ import annotations
@@ -242,10 +244,9 @@ def train_run(run_config: dict, out_dir, *, resume: bool = True, threads: int | 
     dataset_meta = {"name": run_config["dataset"], "seed": seed, "n_train": int(len(data["y_train"])),
                     "n_test": int(len(data["y_test"])), "analysis": run_config.get("analysis", "all"),
                     "source": str(data["info"].get("source", ""))}
-    _create_store(directory, model, data, model_cfg, run_meta, dataset_meta)
     callback = IBCallback(data["x_analysis"], data["y_analysis"], directory=directory,
                           schedule=model_cfg.get("schedule", "log"), n_points=int(model_cfg.get("n_points", 100)),
-                          dataset=dataset_meta)
+                          dataset=dataset_meta, run=run_meta)
     # Validate only at the recorded epochs (Keras epochs are 1-based, like the store's): the store keeps
     # the metrics of recorded epochs only, and validating every epoch costs ~3/4 of the fit time here.
     epochs = int(model_cfg["epochs"])
@@ -255,25 +256,3 @@ def train_run(run_config: dict, out_dir, *, resume: bool = True, threads: int | 
               batch_size=int(model_cfg["batch_size"]), shuffle=True, verbose=verbose, callbacks=[callback])
     return directory
 
-
-def _create_store(directory, model, data, model_cfg, run_meta, dataset_meta) -> None:
-    """Create the run's store with the run metadata in the manifest's ``model`` entry.
-
-    :class:`~ibtoolkit.IBCallback` describes the Keras model itself and has no parameter for run
-    metadata, so the store is created here first (same taps, inputs and labels) with a ``model``
-    description that carries ``name``, ``precision``, ``variant``, ``seed`` (what
-    :func:`ibtoolkit.information_plane` reads into its rows) and ``run`` (the whole training key);
-    the callback then reopens it for appending.
-    """
-    from ibtoolkit.store import ActivationStore
-    from ibtoolkit.taps import representation_taps
-
-    taps = representation_taps(model)
-    desc = {"name": model_cfg["name"], "keras_name": model.name, "precision": model_cfg["precision"],
-            "variant": model_cfg["variant"], "seed": run_meta["seed"], "n_params": int(model.count_params()),
-            "config": json.loads(model.to_json()), "run": run_meta}
-    x = data["x_analysis"]
-    store = ActivationStore.create(directory, inputs=x.reshape(x.shape[0], -1), labels=data["y_analysis"],
-                                   layers=[(t.name, t.width) for t in taps], binary=[t.binary for t in taps],
-                                   model=desc, dataset=dataset_meta, resume=False)
-    store.close()

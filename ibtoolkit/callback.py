@@ -145,11 +145,17 @@ class IBCallback(tf.keras.callbacks.Callback):
         0 silent; 1 prints the store directory and the number of recorded epochs.
     background : bool
         Commit epochs to the store on a background writer thread (default) or synchronously.
+    run : dict or None
+        Run metadata kept as the store's ``manifest["run"]`` (JSON-serialisable), e.g. ``{"run_id":
+        ..., "dataset": ..., "model": "bnn-ste_sign", "precision": "binary", "variant": "ste_sign",
+        "seed": 0}``: :func:`ibtoolkit.information_plane` puts ``dataset``, ``model``, ``precision``,
+        ``variant`` and ``seed`` into every row.  Continuing a store that holds a different run dict
+        raises :class:`ibtoolkit.store.StoreError` in ``on_train_begin``.
     """
 
     def __init__(self, x, y, directory=None, schedule="log", n_points: int = DEFAULT_N_POINTS, layers=None,
                  estimators=None, dataset=None, batch_size: int = 4096, dtype: str = "float32", verbose: int = 0,
-                 background: bool = True):
+                 background: bool = True, run=None):
         super().__init__()
         x = np.asarray(x)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
@@ -183,6 +189,12 @@ class IBCallback(tf.keras.callbacks.Callback):
         elif not isinstance(dataset, dict):
             raise ValueError(f"dataset must be a name, a dict or None, got {type(dataset).__name__}")
         self.dataset = dict(dataset)
+        if run is not None and not isinstance(run, dict):
+            raise ValueError(f"run must be a dict of run metadata (or None), got {type(run).__name__}")
+        try:
+            self.run = None if run is None else json.loads(json.dumps(run))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"run must be JSON-serialisable (dicts, lists, str, numbers): {exc}") from exc
         self.estimators = [get_estimator(spec) for spec in (estimators or [])]
         names = [e.name or type(e).__name__ for e in self.estimators]
         if len(set(names)) != len(names):
@@ -225,7 +237,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         self.store = ActivationStore.create(
             self.directory, inputs=self._x_est, labels=self.y, layers=[(t.name, t.width) for t in self.taps],
             binary=[t.binary for t in self.taps], model=_describe_model(model, self.taps), dataset=dataset,
-            schedule=schedule, dtype=self.dtype, resume=True)
+            schedule=schedule, dtype=self.dtype, resume=True, run=self.run)
         self.store.set_status("running")
         if self.background:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="IBCallback-writer")

@@ -3,7 +3,7 @@
 A store is a directory that numpy and json alone can read (no pickle anywhere)::
 
     run/
-      manifest.json          small JSON manifest (schema, model, dataset, layers, schedule, status, events)
+      manifest.json          small JSON manifest (schema, model, dataset, run, layers, schedule, status, events)
       epochs.jsonl           append-only log, one JSON line per committed epoch (metrics, file sizes, CRC-32)
       inputs.npy             analysis inputs X, (N, D), stored once (sha256 + CRC-32 in the manifest)
       labels.npy             analysis labels Y, (N,) int64, stored once
@@ -220,6 +220,7 @@ def _validate_manifest(m, path: Path) -> None:
     _need(m["epoch_log"] == EPOCH_LOG, path, f"'epoch_log' must be '{EPOCH_LOG}', got {m['epoch_log']!r}")
     _need(isinstance(m["events"], list) and all(isinstance(e, dict) for e in m["events"]), path,
           "'events' must be a list of objects")
+    _need(m.get("run") is None or isinstance(m["run"], dict), path, "'run' must be an object or null")
     _check_file_entry(m["inputs"], "inputs", INPUTS, path)
     _check_file_entry(m["labels"], "labels", LABELS, path)
     n = m["inputs"]["shape"][0] if m["inputs"]["shape"] else -1
@@ -344,7 +345,7 @@ class ActivationStore:
 
     @classmethod
     def create(cls, directory, *, inputs, labels, layers, binary, model=None, dataset=None, schedule=None,
-               dtype="float32", resume=True, fsync=False) -> "ActivationStore":
+               dtype="float32", resume=True, fsync=False, run=None) -> "ActivationStore":
         """Create a store in ``directory`` (made if needed), or reopen the one there for appending.
 
         Parameters
@@ -360,12 +361,17 @@ class ActivationStore:
             mismatch, raise :class:`StoreError`.
         fsync : force every commit to disk (survives power loss; slower).  Without it a committed
             epoch survives the death of the process but not of the machine.
+        run : dict or None, the run metadata (e.g. ``{"run_id", "dataset", "model", "precision",
+            "variant", "seed", ...}``; JSON-serialisable), kept as ``manifest["run"]`` and read by
+            :func:`ibtoolkit.information_plane` into its rows.  A store holds one run: resuming with
+            a *different* run dict raises :class:`StoreError`; ``run=None`` keeps the stored one; a
+            store without one (older stores) takes the given one.
 
         Raises :class:`StoreError` at once if another process writes the store (lock) or if the
         directory cannot be written (checked by writing a probe the size of one epoch), so a bad
         target fails before training starts.  Bad arguments raise ``ValueError``.
         """
-        spec = _Spec(inputs, labels, layers, binary, model, dataset, schedule, dtype)
+        spec = _Spec(inputs, labels, layers, binary, model, dataset, schedule, dtype, run)
         directory = Path(directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -416,6 +422,8 @@ class ActivationStore:
         if resumed:
             if spec.schedule is not None:
                 self._manifest["schedule"] = spec.schedule
+            if spec.run is not None:
+                self._manifest["run"] = spec.run
             self._manifest["status"] = "running"
             last = int(self._records[-1]["epoch"]) if self._records else None
             self._event("resumed", f"reopened for writing by pid {os.getpid()} after epoch {last}", last)
@@ -616,6 +624,12 @@ class ActivationStore:
         return self._manifest["status"]
 
     @property
+    def run(self) -> dict | None:
+        """Copy of the run metadata (``manifest["run"]``), or None (older stores, or none given)."""
+        run = self._manifest.get("run")
+        return copy.deepcopy(run) if run is not None else None
+
+    @property
     def events(self) -> list[dict]:
         with self._mutex:
             return copy.deepcopy(self._manifest["events"])
@@ -759,7 +773,7 @@ def open_store(directory) -> ActivationStore:
 class _Spec:
     """Validated arguments of :meth:`ActivationStore.create`."""
 
-    def __init__(self, inputs, labels, layers, binary, model, dataset, schedule, dtype):
+    def __init__(self, inputs, labels, layers, binary, model, dataset, schedule, dtype, run=None):
         self.inputs = np.ascontiguousarray(as_samples(inputs, "inputs"))
         self.labels = np.ascontiguousarray(as_labels(labels, n=self.inputs.shape[0], name="labels"))
         if dtype not in DTYPES:
@@ -793,6 +807,9 @@ class _Spec:
         self.model = _json_ready(model, "model")
         self.dataset = _json_ready(dataset, "dataset")
         self.schedule = _json_ready(schedule, "schedule")
+        if run is not None and not isinstance(run, Mapping):
+            raise ValueError(f"run must be a dict of run metadata (or None), got {type(run).__name__}")
+        self.run = _json_ready(None if run is None else dict(run), "run")
         n, item = self.inputs.shape[0], np.dtype(dtype).itemsize
         self.epoch_bytes = sum(n * ((l["width"] + 7) // 8 if l["binary"] else l["width"] * item) + 128
                                for l in self.layers)
@@ -805,11 +822,23 @@ class _Spec:
                              f"not {new}; use a new directory")
         if store._manifest["dtype"] != self.dtype:
             raise StoreError(f"{directory}: holds a store with dtype {store._manifest['dtype']}, not {self.dtype}")
+        old_run = store._manifest.get("run")
+        if self.run is not None and old_run is not None and _canonical(old_run) != _canonical(self.run):
+            raise StoreError(f"{directory}: holds the run {_brief(old_run)}, not {_brief(self.run)}; a store "
+                             f"records one run: use a new directory")
         for key, arr in (("inputs", self.inputs), ("labels", self.labels)):
             entry = store._manifest[key]
             if entry["sha256"] != _array_sha256(arr):
                 raise StoreError(f"{directory}: holds a store recorded on different {key} (sha256 differs); "
                                  "use a new directory")
+
+
+def _brief(run: dict) -> str:
+    """A run dict for an error message: its run_id if it has one, else its JSON (shortened)."""
+    if isinstance(run, dict) and run.get("run_id") is not None:
+        return repr(run["run_id"])
+    text = _canonical(run)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _probe_writable(directory: Path, nbytes: int) -> None:
@@ -855,7 +884,8 @@ def _init_fresh(directory: Path, spec: _Spec, fsync: bool) -> None:
         _atomic.write_atomic(directory / EPOCH_LOG, b"", fsync=fsync)
         manifest = {
             "format": FORMAT, "schema_version": SCHEMA_VERSION, "created": _now(), "updated": _now(),
-            "model": spec.model, "dataset": spec.dataset, "schedule": spec.schedule, "dtype": spec.dtype,
+            "model": spec.model, "dataset": spec.dataset, "run": spec.run, "schedule": spec.schedule,
+            "dtype": spec.dtype,
             "n_samples": int(spec.inputs.shape[0]),
             "layers": spec.layers, "inputs": entries["inputs"], "labels": entries["labels"],
             "epoch_log": EPOCH_LOG, "epoch_file": "<layer file>/e<epoch, 8 digits>.npy",

@@ -342,3 +342,33 @@ def test_close_after_a_failed_fit_releases_the_store(tmp_path):
     cb2 = IBCallback(x, y, tmp_path / "run", schedule="all")
     model.fit(x, y, epochs=1, batch_size=128, verbose=0, callbacks=[cb2])
     np.testing.assert_array_equal(open_store(tmp_path / "run").epochs, [0, 1, 2])
+
+
+def test_run_metadata_reaches_the_manifest_and_the_plane_rows(tmp_path):
+    from ibtoolkit import information_plane
+
+    x, y = _data(64, seed=5)
+    run = {"run_id": "bits-bnn-s7", "dataset": "bits", "model": "bnn-ste_sign", "precision": "binary",
+           "variant": "ste_sign", "seed": 7, "training": {"lr": 0.01}}
+    model = _compiled(widths=(4, 3), precision="binary", seed=7)
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0,
+              callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all", run=run)])
+    store = open_store(tmp_path / "r")
+    assert store.manifest["run"] == run and store.run == run
+    rows = information_plane(store, "exact", progress=False)
+    assert len(rows) == 2 * 3  # 2 layers x epochs 0, 1, 2
+    for key in ("dataset", "model", "precision", "variant", "seed"):
+        assert (rows[key] == run[key]).all(), key
+    # continuing the same run is fine; a different run in the same store is refused before training
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all", run=run)])
+    with pytest.raises(StoreError, match="holds the run 'bits-bnn-s7', not 'other'"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[IBCallback(x, y, tmp_path / "r", run={**run, "run_id": "other"})])
+    np.testing.assert_array_equal(open_store(tmp_path / "r").epochs, [0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("run, msg", [("s0", "run must be a dict"), ({"w": np.ones(2)}, "JSON-serialisable")])
+def test_run_metadata_validated_at_construction(tmp_path, run, msg):
+    x, y = _data(16)
+    with pytest.raises(ValueError, match=msg):
+        IBCallback(x, y, tmp_path / "r", run=run)

@@ -407,6 +407,7 @@ def _edit(m, path, value):
     (["inputs", "dtype"], "O", "numeric dtype"),
     (["epoch_log"], "/tmp/log", "epoch_log"),
     (["status"], "hacked", "status"),
+    (["run"], "toy-s0", "'run' must be an object"),
 ])
 def test_bad_manifest_rejected(written, path, value, msg):
     d, _ = written
@@ -643,3 +644,41 @@ def test_library_code_never_unpickles_or_evaluates():
                     f"{path}:{node.lineno} np.load without allow_pickle=False"
             assert not (name == "load" and owner == "yaml"), f"{path}:{node.lineno} yaml.load"
     assert loads >= 2   # _atomic.read_npy and datasets._read_npz are checked
+
+
+# ---------------------------------------------------------------------------------------- run metadata
+RUN = {"run_id": "toy-mlp-s3", "dataset": "toy", "model": "mlp", "precision": "binary", "variant": "ste_sign",
+       "seed": 3, "training": {"epochs": 5, "lr": 1e-3}}
+
+
+def test_run_metadata_is_kept_on_reopen_and_a_different_run_refused(tmp_path, data):
+    d = tmp_path / "run"
+    with create(d, data, run=RUN) as s:
+        s.append(0, make_acts(0))
+        assert s.run == RUN
+    assert open_store(d).manifest["run"] == RUN
+    with create(d, data) as s:  # run=None keeps the stored run
+        s.append(1, make_acts(1))
+    with create(d, data, run=dict(RUN)) as s:  # the same run continues
+        s.append(2, make_acts(2))
+    assert open_store(d).run == RUN and open_store(d).epochs.tolist() == [0, 1, 2]
+    other = {**RUN, "seed": 4, "run_id": "toy-mlp-s4"}
+    with pytest.raises(StoreError, match="holds the run 'toy-mlp-s3', not 'toy-mlp-s4'"):
+        create(d, data, run=other)
+    assert open_store(d).run == RUN and open_store(d).epochs.tolist() == [0, 1, 2]  # nothing changed
+
+
+def test_store_without_run_adopts_one_and_old_stores_read_none(written, data):
+    d, _ = written
+    assert open_store(d).run is None
+    with create(d, data, run=RUN):
+        pass
+    assert open_store(d).run == RUN
+
+
+@pytest.mark.parametrize("run, msg", [(["a"], "run must be a dict"), ("toy", "run must be a dict"),
+                                      ({"seed": np.arange(2)}, "JSON-serialisable")])
+def test_run_metadata_validation(tmp_path, data, run, msg):
+    with pytest.raises(ValueError, match=msg):
+        create(tmp_path / "bad", data, run=run)
+    assert not (tmp_path / "bad" / "manifest.json").exists()
