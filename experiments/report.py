@@ -153,8 +153,10 @@ def make_figures(plane: pd.DataFrame, analysis: Analysis, fig_dir) -> tuple[dict
 
     Returns ``({section: [(title, png path), ...]}, failures)``.  Figures: the information plane
     per (dataset, model) x estimator (all seeds of that model), I(X;T) and I(T;Y) against epoch
-    per (dataset, model) x estimator, accuracy curves per run, the estimator grid per (dataset,
-    model) and the overlap figure (DNN vs BNN, per estimator).
+    per (dataset, model) x estimator, loss and accuracy curves per (dataset, model), the estimator
+    grid per (dataset, model) and the overlap figure (DNN vs BNN, per estimator).  With several
+    seeds each line is the per-epoch median over seeds and the band the interquartile range
+    (25th-75th percentile); the caption says so.
     """
     from ibtoolkit import plotting
 
@@ -177,21 +179,32 @@ def make_figures(plane: pd.DataFrame, analysis: Analysis, fig_dir) -> tuple[dict
         figures[section].append((title, png))
 
     for (dataset, model), g in ok.groupby(["dataset", "model"], sort=False, dropna=False):
+        band = _seed_note(g)
         for (est, label), ge in g.groupby(["estimator", "estimator_label"], sort=False):
             ph = _subset(phases, dataset=dataset, model=model, estimator=est)
-            draw("plane", f"{dataset} {model}: information plane ({est})", _slug("plane", dataset, model, est),
+            draw("plane", f"{dataset} {model}: information plane ({est}){band}", _slug("plane", dataset, model, est),
                  plotting.plot_information_plane, ge, phases=ph)
-            draw("mi", f"{dataset} {model}: MI vs epoch ({est})", _slug("mi", dataset, model, est),
+            draw("mi", f"{dataset} {model}: MI vs epoch ({est}){band}", _slug("mi", dataset, model, est),
                  plotting.plot_mi_vs_epoch, ge, phases=ph)
         if g["estimator_label"].nunique() > 1:
             draw("grid", f"{dataset} {model}: estimators side by side", _slug("grid", dataset, model),
                  plotting.plot_estimator_grid, g, phases=_subset(phases, dataset=dataset, model=model))
+    # one figure per (dataset, model): several seeds give the median and IQR band, not one figure per run
     metrics = plane.drop_duplicates(["run", "epoch"])
-    for run, g in metrics.groupby("run", sort=False):
-        draw("metrics", f"{run}: loss and accuracy", _slug("metrics", run), plotting.plot_metrics, g)
+    for (dataset, model), g in metrics.groupby(["dataset", "model"], sort=False, dropna=False):
+        runs = g["run"].drop_duplicates().tolist()
+        stem = _slug("metrics", runs[0]) if len(runs) == 1 else _slug("metrics", dataset, model)
+        name = runs[0] if len(runs) == 1 else f"{dataset} {model}"
+        draw("metrics", f"{name}: loss and accuracy{_seed_note(g)}", stem, plotting.plot_metrics, g)
     if phases is not None and len(phases):
         draw("overlap", "overlap per layer, DNN vs BNN, per estimator", "overlap", plotting.plot_overlap, phases)
     return figures, failures
+
+
+def _seed_note(rows: pd.DataFrame) -> str:
+    """Caption suffix of a figure drawn from several seeds (runs) of one model."""
+    n = rows["run"].nunique() if "run" in rows else 1
+    return f" — median and interquartile band over {n} seeds" if n > 1 else ""
 
 
 def _as_list(paths):

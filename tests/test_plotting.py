@@ -246,3 +246,24 @@ def test_plots_of_a_real_plane(tmp_path):
     plotting.plot_metrics(df, path=tmp_path / "real_metrics")
     for base in ("real_ip", "real_mi", "real_metrics"):
         assert_saved(tmp_path / base)
+
+
+def test_mi_vs_epoch_seed_band_is_the_numpy_interquartile_range():
+    rng = np.random.default_rng(3)
+    df = table(seeds=(0, 1, 2, 3, 4))
+    df["ixt"] += rng.normal(0, 0.3, len(df))  # seeds scattered irregularly, not by a constant shift
+    df["ity"] += rng.normal(0, 0.05, len(df))
+    fig = plotting.plot_mi_vs_epoch(df)
+    for ax, key in zip(fig.axes[:2], ("ixt", "ity")):
+        lines, bands = by_gid(ax, "layer:", "lines"), by_gid(ax, "band:")
+        assert len(lines) == len(bands) == 3
+        for layer, line, band in zip(LAYERS, lines, bands):
+            vals = np.stack([df[(df.layer == layer) & (df.seed == s)].sort_values("epoch")[key].to_numpy()
+                             for s in range(5)])  # (seeds, epochs)
+            np.testing.assert_allclose(line.get_ydata(), np.median(vals, axis=0))
+            q25, q75 = np.percentile(vals, [25, 75], axis=0)
+            verts = band.get_paths()[0].vertices
+            for k, epoch in enumerate(EPOCHS):
+                ys = verts[np.isclose(verts[:, 0], epoch), 1]
+                np.testing.assert_allclose([ys.min(), ys.max()], [q25[k], q75[k]], atol=1e-12)
+    assert "median of 5 seeds, IQR band" in fig.get_suptitle()

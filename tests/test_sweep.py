@@ -192,3 +192,18 @@ def test_subsample_is_seeded_stated_in_rows_and_cached_apart(three_ways):
     np.testing.assert_array_equal(again["ixt"].to_numpy(), mine["ixt"].to_numpy())
     other = _estimate_one(store, {"name": "exact"}, out, resume=True, subsample=1000, random_state=8)
     assert not np.array_equal(other["ixt"].to_numpy(), mine["ixt"].to_numpy())  # another subset
+
+
+def test_seed_averaged_figures_and_phase_table_use_every_seed(three_ways):
+    result = three_ways["serial"]
+    out = result["out"]
+    report = (out / "report.md").read_text()
+    captions = [line for line in report.splitlines() if line.startswith("**")]
+    planes = [c for c in captions if "information plane" in c]
+    assert len(planes) == 2 and all("median and interquartile band over 2 seeds" in c for c in planes)
+    assert sum("MI vs epoch" in c and "over 2 seeds" in c for c in captions) == 2
+    metrics = sorted(p.stem for p in (out / "figures").glob("metrics-*.png"))
+    assert metrics == ["metrics-tishby-bnn-ste_sign", "metrics-tishby-dnn-tanh"]  # one per model, not per seed
+    phases = result["phases"]
+    assert len(phases) == 2 * 2 and (phases["n_seeds"] == 2).all()  # 2 models x 2 layers, both seeds each
+    assert set(phases["seeds"]) == {"0,1"}
