@@ -54,6 +54,25 @@ classes.  Memory is O(``chunk_size`` × N).  Every sum contains its diagonal ter
 :math:`K_{ii} = 1`, so it lies in [1, N] and its logarithm is safe in float32 without a
 log-sum-exp max pass.  The compiled function is traced once per instance (relaxed shapes), and
 the grouping of ``x`` into distinct inputs is computed once and reused while ``x`` is unchanged.
+
+Repeated rows (binary ±1 layers, saturated tanh): identical rows are identical mixture
+components, so with the M distinct rows u of ``t``, their multiplicities :math:`c_u` and
+per-class multiplicities :math:`c_{uc}`, every sum collapses exactly,
+
+.. math::
+
+    \hat H_{\mathrm{KL}} = h_\sigma - \sum_u \frac{c_u}{N} \ln \sum_v \frac{c_v}{N}
+        \exp\!\Big(-\frac{D_{uv}}{2\sigma^2}\Big), \qquad
+    \hat H_{\mathrm{KL}}(\tilde T \mid Y{=}c) = h_\sigma - \sum_u \frac{c_{uc}}{N_c} \ln
+        \sum_v \frac{c_{vc}}{N_c} \exp\!\Big(-\frac{D_{uv}}{2\sigma^2}\Big),
+
+(BD likewise), which costs O(M²) instead of O(N²): the same kernel runs on the M distinct rows
+and multiplies by the (M, C) multiplicity matrix instead of the one-hot labels (sums weighted by
+counts, so still >= 1 and safe in float32).  When ``t`` is a function of ``x`` no conditional
+sum on X is needed (:math:`H(\tilde T\mid X) = h_\sigma`); otherwise the units are the distinct
+(row of ``t``, input) pairs, whose kernel sums within an input group are again exact.  Rows are
+gathered when there are at most N/2 distinct units (found by one hash, a sort and an exact check,
+about 0.25 ms at 4096 × 10); above that the N × N path is cheaper than the bookkeeping.
 """
 from __future__ import annotations
 
@@ -120,31 +139,35 @@ def _tf():
 
 
 def _build_kernel_sums(dtype: str, with_groups: bool, with_cut: bool = True):
-    """Compile the chunked kernel-sum function once (relaxed shapes: any N, d, number of classes).
+    r"""Compile the chunked kernel-sum function once (relaxed shapes: any P, d, number of classes).
 
-    Returns per-row logs ``(N, 4 or 6)``: ln row-sum and ln own-class-sum of the KL kernel, the
-    same of the BD kernel, then (with groups) ln own-group-sum of the KL and BD kernels.
+    The P rows ("units") are distinct rows of ``t`` (or every row), with a (P, C) matrix ``w`` of
+    per-class multiplicities: :math:`w_{vc}` = number of samples of class c whose row is unit v
+    (the one-hot labels when every row is its own unit).  For each unit u it returns the logs
+    ``(P, 2 + 2C [+ 2])``: :math:`\ln \sum_v c_v K_{uv}` of the KL and of the BD kernel
+    (:math:`c_v = \sum_c w_{vc}`), :math:`\ln \sum_v w_{vc} K_{uv}` for every class c of the KL,
+    then of the BD kernel, then (with groups) :math:`\ln \sum_{v: g_v = g_u} c_v K_{uv}` of both.
 
     The matrix-product form :math:`\lVert t_i\rVert^2 + \lVert t_j\rVert^2 - 2 t_i\cdot t_j` of
     identical rows cancels only up to rounding, at most about
     :math:`4 (d+2)\,\epsilon \max_i \lVert t_i\rVert^2` (``tiny``); left alone, :math:`K_{ii}`
     could fall below 1 (for int8-sized activations in float32 the error is comparable to σ²).  So
-    the distance of a row to itself is set to exactly 0, and with ``with_cut`` (``t`` has duplicate
-    rows) every squared distance below ``tiny`` too (one more pass over the block).  Then
-    :math:`K_{ii} = 1`, identical rows are one component, every sum is >= 1 and
-    I(X;T) <= log2(distinct inputs) holds exactly.
+    the distance of a row to itself is set to exactly 0, and with ``with_cut`` (the units have
+    duplicate rows) every squared distance below ``tiny`` too (one more pass over the block).  Then
+    :math:`K_{uu} = 1`, identical rows are one component, every sum a unit's own samples enter is
+    >= their count >= 1, and I(X;T) <= log2(distinct inputs) holds exactly.
     """
     tf = _tf()
     tdt = tf.as_dtype(dtype)
-    specs = [tf.TensorSpec([None, None], tdt),   # t, centred
-             tf.TensorSpec([None, None], tdt),   # one-hot labels
+    specs = [tf.TensorSpec([None, None], tdt),   # unit rows of t, centred and scaled
+             tf.TensorSpec([None, None], tdt),   # per-class multiplicities w (one-hot labels)
              tf.TensorSpec([], tdt),             # 1 / (8 sigma^2)
              tf.TensorSpec([], tf.int32),        # chunk size
              tf.TensorSpec([], tdt)]             # tiny: rounding bound of a zero distance
     if with_groups:
         specs.append(tf.TensorSpec([None], tf.int32))
 
-    def kernel_sums(t, onehot, inv_eight_var, chunk, tiny, *groups):
+    def kernel_sums(t, w, inv_eight_var, chunk, tiny, *groups):
         n = tf.shape(t)[0]
         sq = tf.reduce_sum(t * t, axis=1, keepdims=True)
         ones = tf.ones_like(sq)
@@ -153,6 +176,8 @@ def _build_kernel_sums(dtype: str, with_groups: bool, with_cut: bool = True):
         d2_zero = tf.zeros([], tdt)
         n_chunks = (n + chunk - 1) // chunk
         out = tf.TensorArray(tdt, size=n_chunks, infer_shape=False)
+        if groups:
+            counts = tf.reduce_sum(w, axis=1)              # c_v, multiplicity of each unit
         for c in tf.range(n_chunks):
             start = c * chunk
             stop = tf.minimum(start + chunk, n)
@@ -163,44 +188,50 @@ def _build_kernel_sums(dtype: str, with_groups: bool, with_cut: bool = True):
                 d2 = tf.linalg.set_diag(tf.maximum(d2, d2_zero), tf.zeros([stop - start], tdt), k=start)
             k_bd = tf.exp(-inv_eight_var * d2)
             k_kl = tf.square(tf.square(k_bd))              # exp(-d2 / (2 sigma^2))
-            own = onehot[start:stop]
-            cls_kl = tf.matmul(k_kl, onehot)               # per-class sums
-            cls_bd = tf.matmul(k_bd, onehot)
-            cols = [tf.reduce_sum(cls_kl, axis=1), tf.reduce_sum(cls_kl * own, axis=1),
-                    tf.reduce_sum(cls_bd, axis=1), tf.reduce_sum(cls_bd * own, axis=1)]
+            cls_kl = tf.matmul(k_kl, w)                    # weighted per-class sums
+            cls_bd = tf.matmul(k_bd, w)
+            cols = [tf.reduce_sum(cls_kl, axis=1, keepdims=True),
+                    tf.reduce_sum(cls_bd, axis=1, keepdims=True), cls_kl, cls_bd]
             if groups:
                 g = groups[0]
                 same = tf.equal(g[start:stop, None], g[None, :])
                 zero = tf.zeros_like(k_kl)
-                cols += [tf.reduce_sum(tf.where(same, k_kl, zero), axis=1),
-                         tf.reduce_sum(tf.where(same, k_bd, zero), axis=1)]
-            out = out.write(c, tf.math.log(tf.stack(cols, axis=1)))
+                cols += [tf.linalg.matvec(tf.where(same, k_kl, zero), counts)[:, None],
+                         tf.linalg.matvec(tf.where(same, k_bd, zero), counts)[:, None]]
+            out = out.write(c, tf.math.log(tf.concat(cols, axis=1)))
         return out.concat()
 
     return tf.function(kernel_sums, input_signature=specs, reduce_retracing=True)
 
 
-def kde_bounds(ln_sums: np.ndarray, y: np.ndarray, groups: InputGroups | None, n_classes: int):
-    """Combine per-row log kernel sums into (I(X;T), I(T;Y)) KL and BD estimates in nats.
+def kde_bounds(ln_sums: np.ndarray, w: np.ndarray, unit_group_sizes: np.ndarray | None):
+    r"""Combine the per-unit log kernel sums of :func:`_build_kernel_sums` into (I(X;T), I(T;Y))
+    KL and BD estimates in nats.
 
-    ``groups`` is None when every conditional mixture on X is a single Gaussian.
+    ``w`` is the (P, C) multiplicity matrix given to the kernel; ``unit_group_sizes`` the number
+    :math:`n_g` of samples sharing each unit's input, or None when every conditional mixture on X
+    is a single Gaussian.  A sample of class c on unit u contributes (weight :math:`w_{uc}/N`)
+    :math:`\ln\tfrac1{N_c}\sum_v w_{vc}K_{uv} - \ln\tfrac1N\sum_v c_v K_{uv}` to I(T;Y), and
+    :math:`\ln\tfrac1{n_g}\sum_{v \in g} c_v K_{uv} - \ln\tfrac1N\sum_v c_v K_{uv}` to I(X;T):
+    the per-sample formulas of the module docstring with equal rows gathered.
     """
     ln = ln_sums.astype(np.float64)
-    n = ln.shape[0]
-    class_counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    ln_n = math.log(n)
-    ln_nc = np.log(class_counts[y])
-    full_kl, own_kl, full_bd, own_bd = ln[:, 0] - ln_n, ln[:, 1] - ln_nc, ln[:, 2] - ln_n, ln[:, 3] - ln_nc
-    if groups is None:
-        grp_kl = grp_bd = 0.0
-    else:
-        ln_ng = np.log(groups.counts[groups.inverse].astype(np.float64))
-        grp_kl, grp_bd = ln[:, 4] - ln_ng, ln[:, 5] - ln_ng
-    return {
-        "ixt_kl": float(np.mean(grp_kl - full_kl)), "ixt_bd": float(np.mean(grp_bd - full_bd)),
-        "ity_kl": float(np.mean(own_kl - full_kl)), "ity_bd": float(np.mean(own_bd - full_bd)),
-        "mean_ln_kl": float(np.mean(full_kl)), "mean_ln_bd": float(np.mean(full_bd)),
-    }
+    w = w.astype(np.float64)
+    n_classes = w.shape[1]
+    counts = w.sum(axis=1)
+    n = float(counts.sum())
+    class_counts = w.sum(axis=0)
+    ln_nc = np.log(np.maximum(class_counts, 1.0))
+    out = {}
+    for name, full_col, cls_cols, grp_col in (("kl", 0, slice(2, 2 + n_classes), -2),
+                                              ("bd", 1, slice(2 + n_classes, 2 + 2 * n_classes), -1)):
+        full = ln[:, full_col] - math.log(n)                       # ln (1/N) sum_v c_v K_uv
+        own = np.where(w > 0, ln[:, cls_cols] - ln_nc - full[:, None], 0.0)
+        grp = 0.0 if unit_group_sizes is None else ln[:, grp_col] - np.log(unit_group_sizes)
+        out[f"ixt_{name}"] = float(counts @ (grp - full) / n)
+        out[f"ity_{name}"] = float(np.sum(w * own) / n)
+        out[f"mean_ln_{name}"] = float(counts @ full / n)
+    return out
 
 
 @register_estimator("kde")
@@ -237,6 +268,8 @@ class KDEEstimator(Estimator):
         self.dtype = dtype
         self._groups = InputGroups()
         self._compiled = {}
+        # Gather equal rows when there are at most this fraction of distinct ones (0: never; tests).
+        self._collapse_below = 0.5
 
     def _function(self, with_groups: bool, with_cut: bool):
         fn = self._compiled.get((with_groups, with_cut))
@@ -250,14 +283,25 @@ class KDEEstimator(Estimator):
         t_function = groups.t_is_function_of_x(t)
         labels, y_idx = np.unique(y, return_inverse=True)
         n_classes = labels.size
-        onehot = np.zeros((n, n_classes), dtype=self.dtype)
-        onehot[np.arange(n), y_idx] = 1.0
         tc, inv_eight_var, tiny = _scaled(t, self.noise_variance, self.dtype)
-        args = [tc, onehot, inv_eight_var, np.int32(min(self.chunk_size, n)), tiny]
-        if not t_function:
-            args.append(groups.inverse.astype(np.int32))
-        ln_sums = self._function(not t_function, _has_duplicate_rows(t))(*args).numpy()
-        r = kde_bounds(ln_sums, y_idx, None if t_function else groups, n_classes)
+        first, inverse, counts = distinct_rows(t)
+        t_repeats = counts.size < n
+        group_of = None if t_function else groups.inverse
+        if not t_function:   # units: distinct (row of t, input) pairs, so group sums stay exact
+            first, inverse, counts = _distinct_keys(inverse * groups.n_distinct + groups.inverse)
+        if counts.size <= self._collapse_below * n:     # O(P^2) on the P distinct units
+            units, unit_of, cut = tc[first], inverse, True
+            if group_of is not None:
+                group_of = group_of[first]
+        else:                                           # O(N^2): every row its own unit
+            units, unit_of, cut = tc, np.arange(n), t_repeats
+        w = np.bincount(unit_of * n_classes + y_idx, minlength=units.shape[0] * n_classes)
+        w = w.reshape(units.shape[0], n_classes).astype(self.dtype)
+        args = [units, w, inv_eight_var, np.int32(min(self.chunk_size, units.shape[0])), tiny]
+        if group_of is not None:
+            args.append(group_of.astype(np.int32))
+        ln_sums = self._function(group_of is not None, cut)(*args).numpy()
+        r = kde_bounds(ln_sums, w, None if group_of is None else groups.counts[group_of].astype(np.float64))
         h_sigma = 0.5 * d * math.log(2.0 * math.pi * math.e * self.noise_variance)
         ceiling = math.log2(groups.n_distinct)
         ixt = r["ixt_kl"] / LN2
@@ -294,9 +338,39 @@ def _scaled(t: np.ndarray, noise_variance: float, dtype: str):
     return tc.astype(dtype), np.asarray(factor, dtype=dtype), np.asarray(tiny, dtype=dtype)
 
 
-def _has_duplicate_rows(t: np.ndarray) -> bool:
-    """True when two rows of ``t`` are equal (bytewise after ``+ 0``, so -0.0 equals 0.0)."""
+_HASH_MULTIPLIERS = np.random.default_rng(0x1B7001).integers(0, 2 ** 62, size=4096, dtype=np.int64) \
+    .astype(np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def _distinct_keys(keys: np.ndarray):
+    """``(first, inverse, counts)`` of a 1-D key array: first index, unit index and size of each distinct key."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    new = np.empty(ordered.size, dtype=bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    inverse = np.empty(ordered.size, dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return order[starts], inverse, np.diff(np.append(starts, ordered.size))
+
+
+def distinct_rows(t: np.ndarray):
+    r"""Distinct rows of ``t``: ``(first, inverse, counts)`` with ``t[first[inverse]] == t`` row by row.
+
+    Rows are compared bytewise after ``+ 0`` (so -0.0 equals 0.0).  Each row's entries, read as
+    unsigned integers :math:`b_k`, are hashed to :math:`\sum_k a_k b_k \bmod 2^{64}` with fixed
+    random odd :math:`a_k` (one integer matrix-vector product), the hashes are grouped by one sort,
+    and the grouping is then verified exactly (``t[first[inverse]] == t``); on a hash collision,
+    which is rare, the rows are grouped by a sort of their bytes instead.  About 0.25 ms at
+    4096 × 10 float32 here, against 1.5 ms for ``np.unique`` of the rows' bytes.
+    """
     rows = np.ascontiguousarray(t + 0 if t.dtype.kind == "f" else t)
+    words = rows.view(f"u{rows.dtype.itemsize}").reshape(rows.shape[0], -1)
+    if words.shape[1] <= _HASH_MULTIPLIERS.size:
+        first, inverse, counts = _distinct_keys(words.astype(np.uint64) @ _HASH_MULTIPLIERS[:words.shape[1]])
+        if np.array_equal(rows[first[inverse]], rows):
+            return first, inverse, counts
     void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    void = np.sort(void)
-    return bool(np.any(void[1:] == void[:-1]))
+    _, first, inverse, counts = np.unique(void, return_index=True, return_inverse=True, return_counts=True)
+    return first.astype(np.int64), inverse.astype(np.int64).ravel(), counts.astype(np.int64)

@@ -13,7 +13,8 @@ from scipy.special import logsumexp
 
 import ibtoolkit
 from ibtoolkit.estimator import LN2
-from estimators.kde import KDEEstimator
+from estimators import kde as kde_module
+from estimators.kde import KDEEstimator, distinct_rows
 
 TOL_BITS = 1e-4
 
@@ -104,6 +105,116 @@ def test_single_input_carries_no_information(rng):
     assert result.ixt == pytest.approx(0.0, abs=1e-6)
     assert result.extras["ixt_lower"] == pytest.approx(0.0, abs=1e-6)
     assert result.extras["ixt_ceiling"] == 0.0
+
+
+# ----------------------------------------------------------------------------- repeated rows of T
+def _units_seen(est):
+    """Wrap the instance's compiled kernels to record how many rows (units) each call received."""
+    seen, build = [], est._function
+
+    def spy(with_groups, with_cut):
+        fn = build(with_groups, with_cut)
+        return lambda *args: (seen.append(args[0].shape[0]), fn(*args))[1]
+
+    est._function = spy
+    return seen
+
+
+def _three_ways(x, t, y, var=0.1, chunk_size=1024):
+    """Collapsed (default), forced N x N and forced collapsed results, with the rows each kernel saw."""
+    default, full, collapsed = (KDEEstimator(noise_variance=var, chunk_size=chunk_size) for _ in range(3))
+    full._collapse_below, collapsed._collapse_below = 0.0, 1.0
+    seen = [_units_seen(e) for e in (default, full, collapsed)]
+    return [e.estimate(x, t, y) for e in (default, full, collapsed)], seen
+
+
+@pytest.mark.parametrize("n,width,n_classes,var,chunk_size", [
+    (64, 1, 2, 0.1, 1024), (200, 3, 3, 0.1, 5), (500, 5, 4, 1e-3, 64), (400, 8, 10, 0.1, 100)])
+def test_collapsed_bnn_codes_equal_full_path_and_dense_reference(rng, n, width, n_classes, var, chunk_size):
+    """Random ±1 codes (a function of x), duplicate inputs, several classes: the O(M^2) sums over
+    distinct rows give what the O(N^2) path and the dense float64 reference give."""
+    x = _bits(n // 2, 9)[rng.integers(0, n // 2, n)]
+    codes = np.where(rng.random((2 ** min(width, 6), width)) < 0.5, -1.0, 1.0)
+    t = codes[(x @ (2 ** np.arange(9))).astype(int) % codes.shape[0]].astype(np.float32)
+    y = rng.integers(0, n_classes, n)
+    (res, full, collapsed), (s_res, s_full, s_coll) = _three_ways(x, t, y, var, chunk_size)
+    m = len(np.unique(t, axis=0))
+    assert m <= n / 2
+    assert s_res == [m] and s_coll == [m] and s_full == [n]       # which path each one took
+    ref = reference_nats(x, t, y, var)
+    for r in (res, full, collapsed):
+        _assert_matches(r, ref)
+        assert r.extras["t_function_of_x"] is True
+    for key in ("ixt_lower", "ity_lower", "h_upper", "h_lower"):
+        assert res.extras[key] == pytest.approx(full.extras[key], abs=1e-5)
+
+
+def test_collapsed_pairs_when_t_varies_within_an_input(rng):
+    """A stochastic ±1 layer: t is not a function of x, so H(T+e|X) > h(e); the units are the
+    distinct (row of t, input) pairs and the sums within an input group stay exact."""
+    n = 300
+    x = _bits(4, 2)[rng.integers(0, 4, n)]
+    t = np.where(rng.random((n, 2)) < 0.3 + 0.4 * x[:, :1], 1.0, -1.0)
+    y = rng.integers(0, 3, n)
+    (res, full, collapsed), (s_res, s_full, _) = _three_ways(x, t, y, chunk_size=7)
+    pairs = len(np.unique(np.hstack([x, t]), axis=0))
+    assert s_res == [pairs] and s_full == [n]
+    assert res.extras["t_function_of_x"] is False
+    ref = reference_nats(x, t, y, 0.1)
+    for r in (res, full, collapsed):
+        _assert_matches(r, ref)
+    assert res.ixt > 0.01                      # the conditional term matters here
+
+
+def test_forced_collapse_on_distinct_continuous_rows_matches_reference(rng):
+    """Weights all 1: the weighted kernel is the plain one."""
+    x = rng.normal(size=(80, 3))
+    t = np.tanh(x @ rng.normal(size=(3, 4)))
+    y = rng.integers(0, 3, 80)
+    (res, full, collapsed), (s_res, _, s_coll) = _three_ways(x, t, y, chunk_size=9)
+    assert s_res == [80] and s_coll == [80]
+    ref = reference_nats(x, t, y, 0.1)
+    for r in (res, full, collapsed):
+        _assert_matches(r, ref)
+
+
+def test_saturated_tanh_and_int8_codes_collapse_to_the_same_numbers(rng):
+    """Saturated tanh rows repeat exactly; int8 ±1 codes give what float32 ±1 codes give."""
+    x = _bits(1024, 10)
+    y = rng.integers(0, 2, 1024)
+    t = np.tanh(40.0 * (2 * x - 1) @ rng.normal(size=(10, 4))).astype(np.float32)
+    assert len(np.unique(t, axis=0)) <= 512
+    (res, full, _), _ = _three_ways(x, t, y)
+    assert (res.ixt, res.ity) == pytest.approx((full.ixt, full.ity), abs=TOL_BITS)
+    signs = np.where(t >= 0, 1, -1)
+    r8 = KDEEstimator().estimate(x, signs.astype(np.int8), y)
+    r32 = KDEEstimator().estimate(x, signs.astype(np.float32), y)
+    assert (r8.ixt, r8.ity, r8.extras["h_lower"]) == pytest.approx((r32.ixt, r32.ity, r32.extras["h_lower"]), abs=1e-6)
+    _assert_matches(r32, reference_nats(x, signs, y, 0.1))
+
+
+def test_distinct_rows_groups_like_numpy_unique(rng):
+    t = np.where(rng.random((500, 6)) < 0.5, -1.0, 1.0).astype(np.float32)
+    t[::7, 0] = -0.0 * t[::7, 0]                   # -0.0 and 0.0 are the same value
+    t[::11, 0] = 0.0
+    first, inverse, counts = distinct_rows(t)
+    _, ref_inv, ref_counts = np.unique(t + 0.0, axis=0, return_inverse=True, return_counts=True)
+    assert np.array_equal(t[first[inverse]], t)
+    # the same partition: unit -> numpy's group is a bijection, with the same sizes
+    pairs = np.unique(np.stack([inverse, ref_inv.ravel()], axis=1), axis=0)
+    assert len(pairs) == len(counts) == len(ref_counts)
+    assert sorted(counts) == sorted(ref_counts)
+    assert np.array_equal(np.bincount(inverse), counts)
+
+
+def test_distinct_rows_survives_hash_collisions(monkeypatch, rng):
+    """All multipliers equal: the hash is the row sum and collides for permuted rows; the exact
+    check catches it and the byte sort groups the rows correctly."""
+    monkeypatch.setattr(kde_module, "_HASH_MULTIPLIERS", np.ones(4096, dtype=np.uint64))
+    t = np.array([[1, 2, 3], [3, 2, 1], [1, 2, 3], [2, 1, 3]], dtype=np.int32)[rng.integers(0, 4, 50)]
+    first, inverse, counts = distinct_rows(t)
+    assert np.array_equal(t[first[inverse]], t)
+    assert len(counts) == len(np.unique(t, axis=0))
 
 
 # ----------------------------------------------------------------------------- bounds and invariances
