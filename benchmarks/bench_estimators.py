@@ -5,10 +5,12 @@ Run: ``python -m benchmarks.bench_estimators [--quick] [--out benchmarks/results
 Case "12bit": N = 4096 inputs (all 12-bit patterns), layer widths 10, 7, 5, 4, 3 of the
 Shwartz-Ziv & Tishby net.  Every "epoch" draws a fresh random tanh network (truncated-normal-like
 weights, std 1/sqrt(fan_in)); ``kde``, ``ksg`` and ``binning`` see the tanh codes, ``exact`` their
-signs (±1, as a BNN layer).  One estimator instance serves every layer × epoch (warmed up once, as
-in a real run).  Case "wide": N = 10 000 × width 1024 for ``binning`` and ``exact`` (int8 ±1
-codes); case "wide-f32": ``exact`` on the same codes as float32 ±1, which is what
-``ActivationStore.read`` returns for a binary layer (so what the information plane passes).
+signs (±1, as a BNN layer); case "12bit-sign": ``kde`` on those signs as float32 ±1 (at most
+2^width distinct rows, which ``kde`` sums over with multiplicities; one reference call per width).
+One estimator instance serves every layer × epoch (warmed up once, as in a real run).  Case
+"wide": N = 10 000 × width 1024 for ``binning`` and ``exact`` (int8 ±1 codes); case "wide-f32":
+``exact`` on the same codes as float32 ±1, which is what ``ActivationStore.read`` returns for a
+binary layer (so what the information plane passes).
 
 Each (layer, epoch) call is timed once per repeat; the table gives the median and inter-quartile
 range of the wall-clock time per call (and the median CPU time over all threads, which shows how much
@@ -32,7 +34,7 @@ import ibtoolkit  # noqa: F401  (Keras 2 mode before TensorFlow loads)
 from . import reference
 
 WIDTHS = (10, 7, 5, 4, 3)
-TARGET_MS = {("12bit", "exact"): 0.2, ("12bit", "binning"): 1.0, ("12bit", "kde"): 40.0,
+TARGET_MS = {("12bit", "exact"): 0.2, ("12bit", "binning"): 1.0, ("12bit", "kde"): 40.0, ("12bit-sign", "kde"): 40.0,
              ("12bit", "ksg"): 40.0, ("wide", "binning"): 60.0, ("wide", "exact"): 5.0,
              ("wide-f32", "exact"): 5.0}
 REFERENCES = {"exact": reference.unique_rows_information, "binning": reference.binning_reference,
@@ -132,6 +134,9 @@ def main(argv=None):
     layers_by_epoch = [_random_net_codes(x, WIDTHS, rng) for _ in range(epochs)]
     print("case 12bit: N = 4096, per layer and epoch")
     rows = bench_case("12bit", ["exact", "binning", "kde", "ksg"], x, y, layers_by_epoch, repeats, ref_calls)
+    print("case 12bit-sign: kde on the signs of the same layers (float32 ±1: a BNN layer as a store returns it)")
+    signs = [[np.where(t >= 0, 1.0, -1.0).astype(np.float32) for t in layers] for layers in layers_by_epoch]
+    rows += bench_case("12bit-sign", ["kde"], x, y, signs, repeats, 1)
 
     xw = rng.normal(size=(10_000, 20)).astype(np.float32)
     yw = rng.integers(0, 10, 10_000)
