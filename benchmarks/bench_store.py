@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -89,6 +90,8 @@ def main():
     ap.add_argument("--out", default=str(Path(__file__).with_name("results") / "store.csv"))
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="bench_store_")
+    print(f"store benchmark in {root}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} "
+          f"(other processes slow every figure down)")
     rows = []
 
     def add(case, times, first=True):
@@ -152,7 +155,7 @@ def main():
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    print(f"wrote {out}")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}; wrote {out}")
 
 
 if __name__ == "__main__":
