@@ -193,8 +193,10 @@ def test_saturated_tanh_and_int8_codes_collapse_to_the_same_numbers(rng):
     _assert_matches(r32, reference_nats(x, signs, y, 0.1))
 
 
-def test_distinct_rows_groups_like_numpy_unique(rng):
-    t = np.where(rng.random((500, 6)) < 0.5, -1.0, 1.0).astype(np.float32)
+@pytest.mark.parametrize("width", [6, 100])          # hashed rows; rows of > 64 words (byte sort)
+def test_distinct_rows_groups_like_numpy_unique(rng, width):
+    t = np.where(rng.random((500, width)) < 0.5, -1.0, 1.0).astype(np.float32)
+    t[250:] = t[rng.integers(0, 250, 250)]           # repeats also at the wide width
     t[::7, 0] = -0.0 * t[::7, 0]                   # -0.0 and 0.0 are the same value
     t[::11, 0] = 0.0
     first, inverse, counts = distinct_rows(t)
@@ -210,7 +212,7 @@ def test_distinct_rows_groups_like_numpy_unique(rng):
 def test_distinct_rows_survives_hash_collisions(monkeypatch, rng):
     """All multipliers equal: the hash is the row sum and collides for permuted rows; the exact
     check catches it and the byte sort groups the rows correctly."""
-    monkeypatch.setattr(kde_module, "_HASH_MULTIPLIERS", np.ones(4096, dtype=np.uint64))
+    monkeypatch.setattr(kde_module, "_HASH_MULTIPLIERS", np.ones(64, dtype=np.uint64))
     t = np.array([[1, 2, 3], [3, 2, 1], [1, 2, 3], [2, 1, 3]], dtype=np.int32)[rng.integers(0, 4, 50)]
     first, inverse, counts = distinct_rows(t)
     assert np.array_equal(t[first[inverse]], t)
