@@ -2,19 +2,21 @@
 
 Pipeline (ARCHITECTURE.md): one training run per (dataset, model, seed) into an activation store
 (:func:`experiments.training.train_run`), then the information plane of every store under every
-estimator (:func:`ibtoolkit.information_plane`, parallel over layer x epoch with ``--jobs``), then the
-phase analysis (:mod:`ibtoolkit.phases`), figures (:mod:`ibtoolkit.plotting`) and ``report.md``
+estimator (:func:`ibtoolkit.information_plane`), both as the tasks of a sweep (:mod:`experiments.sweep`:
+serial, ``--jobs N`` loky workers, or Dask with ``--scheduler``; a single store is estimated in parallel
+over layer x epoch instead), then the phase analysis (:mod:`ibtoolkit.phases`), figures (:mod:`ibtoolkit.plotting`) and ``report.md``
 (:mod:`experiments.report`).  Outputs in ``--out`` (default ``results/<preset>``)::
 
     runs/<run_id>/            one activation store per run
-    estimates/<run_id>/*.csv  the plane of one (run, estimator, parameters): the --resume cache
+    estimates/<run_id>/*.csv  the plane of one (run, estimator, parameters[, subsample]): the --resume cache
     information_plane.csv     every row of every run and estimator (the shared tidy table)
     phases.csv                phase table (verdict per run x layer x estimator)
     figures/*.png|pdf         information planes, MI vs epoch, accuracy, estimator grid, overlap
     report.md                 links the figures, summarises the runs, the verdicts and checks
 
 Exit status: 0 on success, 1 when some training run or estimate failed (the rest is still
-computed and a summary printed), 2 on bad arguments.
+computed and a summary printed), 2 on bad arguments (including a --scheduler that cannot be used:
+Dask not installed, a malformed address, an unreachable scheduler).
 """
 from __future__ import annotations
 
@@ -287,19 +289,6 @@ def _estimate_one(store_dir, spec, out, *, resume, jobs=1, progress=False, subsa
     write_plane(df, path)
     token_file.write_text(token)
     return df
-
-
-def _estimate_run(store_dir, specs, out, *, resume, jobs, progress, subsample=None, random_state=0):
-    """The plane of one store under each spec; returns (list of DataFrames, list of failure strings)."""
-    frames, failures = [], []
-    for spec in specs:
-        try:
-            frames.append(_estimate_one(store_dir, spec, out, resume=resume, jobs=jobs, progress=progress,
-                                        subsample=subsample, random_state=random_state))
-        except Exception as exc:  # noqa: BLE001 - one failed estimator must not stop the others
-            failures.append(f"{pathlib.Path(store_dir).name} / {spec['name']}: {type(exc).__name__}: {exc}")
-            log.error("estimation failed: %s", failures[-1])
-    return frames, failures
 
 
 def _train_one(cfg, out, resume, threads):
