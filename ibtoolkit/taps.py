@@ -225,6 +225,7 @@ class Extractor:
 
         spec = tf.TensorSpec((None, *self._input_shape), self._input_dtype)
         self._fn = tf.function(run, input_signature=[spec])
+        self._concrete = None  # the traced graph, called directly (see __call__)
 
     def prepare(self, x) -> list:
         """Convert ``x`` (N, ...) to a list of batch tensors, checked against the model's input shape."""
@@ -238,16 +239,25 @@ class Extractor:
         arr = arr.astype(self._input_dtype.as_numpy_dtype, copy=False)
         return [tf.constant(arr[i:i + self.batch_size]) for i in range(0, arr.shape[0], self.batch_size)]
 
+    def _graph(self):
+        """The concrete function of the one trace (the signature fixes it): calling it directly skips
+        ``tf.function``'s argument binding and trace lookup, about 0.2 ms of the ~1 ms per call here.
+        Variables are captured by reference, so it always sees the current weights."""
+        if self._concrete is None:
+            self._concrete = self._fn.get_concrete_function()
+        return self._concrete
+
     def __call__(self, x) -> dict[str, np.ndarray]:
         batches = x if isinstance(x, list) else self.prepare(x)
+        fn = self._graph()
         if len(batches) == 1:
-            return {name: out.numpy() for name, out in zip(self.names, self._fn(batches[0]))}
+            return {name: out.numpy() for name, out in zip(self.names, fn(batches[0]))}
         n = sum(int(b.shape[0]) for b in batches)
         result = {name: np.empty((n, self.widths[name]), np.float32) for name in self.names}
         start = 0
         for batch in batches:
             stop = start + int(batch.shape[0])
-            for name, out in zip(self.names, self._fn(batch)):
+            for name, out in zip(self.names, fn(batch)):
                 result[name][start:stop] = out.numpy()
             start = stop
         return result
