@@ -37,7 +37,8 @@ import numpy as np
 
 from ibtoolkit.validation import require_finite
 
-__all__ = ["Keys", "InputKeys", "InputKeyCache", "row_keys", "codes_keys", "hash_rows", "label_keys",
+__all__ = ["Keys", "InputKeys", "InputKeyCache", "InputGroups", "row_keys", "codes_keys", "hash_rows",
+           "key_groups", "distinct_rows", "label_keys",
            "dense", "combine", "counts", "entropy_from_counts", "entropy", "joint_entropy", "mutual_information_keys",
            "discrete_point", "clamp_noise", "LN2", "NOISE_TOL"]
 
@@ -48,12 +49,10 @@ _MAX_KEY = 1 << 63  # exclusive bound of a non-negative int64 key space
 _F64_EXACT = 1 << 53  # integers below this are exact in float64 (and their partial sums)
 _F32_EXACT = 1 << 24
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S29, _S31, _S32 = np.uint64(29), np.uint64(31), np.uint64(32)
 _POW2_F32 = (2.0 ** np.arange(24)).astype(np.float32)
-_SALT = np.random.default_rng(0x1B7001).integers(0, np.iinfo(np.uint64).max, size=1024, dtype=np.uint64,
-                                                  endpoint=True)
+#: odd multipliers of the row hash (:func:`_hash_words`), extended on demand for wider rows
+_MULTIPLIERS = np.random.default_rng(0x1B7001).integers(0, 1 << 63, size=1024, dtype=np.uint64) * np.uint64(2) \
+    + np.uint64(1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -269,45 +268,106 @@ def _row_words(a: np.ndarray) -> np.ndarray:
 
 
 def _hash_words(words: np.ndarray) -> np.ndarray:
-    """64-bit hash of each row of uint64 words (position-salted splitmix-style mix, then summed)."""
-    w = words.shape[1]
-    salt = _SALT[np.arange(w) % _SALT.size] ^ np.arange(w, dtype=np.uint64)
-    z = words ^ salt
-    z *= _M1
-    z ^= z >> _S31
-    z *= _M2
-    z ^= z >> _S29
-    h = z.sum(axis=1, dtype=np.uint64)
-    h ^= h >> _S32
-    h *= _M1
-    h ^= h >> _S29
-    return h
+    """64-bit linear hash of each row of uint64 words: :math:`h = \\sum_k a_k w_k \\bmod 2^{64}`.
+
+    The :math:`a_k` are fixed random odd integers (one per word position), so one integer
+    matrix-vector product hashes every row; a difference in a single word never collides (an odd
+    :math:`a_k` is invertible mod :math:`2^{64}`).  Callers check collisions exactly.
+    """
+    return words @ _multipliers(words.shape[1])
+
+
+def _multipliers(width: int) -> np.ndarray:
+    global _MULTIPLIERS
+    if _MULTIPLIERS.size < width:
+        rng = np.random.default_rng([0x1B7001, width])
+        more = rng.integers(0, 1 << 63, size=width - _MULTIPLIERS.size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        _MULTIPLIERS = np.concatenate([_MULTIPLIERS, more])
+    return _MULTIPLIERS[:width]
 
 
 def hash_rows(a: np.ndarray) -> Keys:
     """Dense keys of the rows of ``a`` by a 64-bit hash of their raw bytes, with collision check.
 
     Float rows are keyed by value (``-0.0`` and ``0.0`` are the same row).  The result is exact:
-    rows whose hashes are equal are compared; if any differ (a collision), the keys come from
-    ``np.unique(axis=0)`` instead.
+    every row is compared with the representative of its hash group; on any difference (a
+    collision) the keys come from ``np.unique(axis=0)`` instead.
     """
+    _, inverse, counts_ = _hashed_groups(a)
+    return Keys(inverse, int(counts_.size), True)
+
+
+def _hashed_groups(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a = np.asarray(a)
     if np.issubdtype(a.dtype, np.floating):
         a = a + a.dtype.type(0.0)  # -0.0 -> +0.0, a fresh contiguous copy
     words = _row_words(a)
-    h = _hash_words(words)
-    order = np.argsort(h)
-    hs = h[order]
-    same = hs[1:] == hs[:-1]
-    if same.any():
-        first, second = order[:-1][same], order[1:][same]
-        if np.any(words[first] != words[second]):
-            return _unique_rows(words)
-    ranks = np.zeros(h.shape[0], np.int64)
-    np.cumsum(~same, out=ranks[1:])
-    codes = np.empty_like(ranks)
-    codes[order] = ranks
-    return Keys(codes, int(ranks[-1]) + 1, True)
+    first, inverse, counts_ = key_groups(_hash_words(words))
+    if counts_.size < inverse.size and not np.array_equal(words[first[inverse]], words):
+        first, inverse, counts_ = key_groups(_unique_rows(words).codes)  # a hash collision: exact fallback
+    return first, inverse, counts_
+
+
+def key_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(first, inverse, counts)`` of a 1-D key array: for each distinct key (in ascending order) the
+    index of its first sample and its number of samples, and for each sample its group index."""
+    keys = np.asarray(keys)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    new = np.empty(ordered.size, dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    inverse = np.empty(ordered.size, dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return order[starts].astype(np.int64), inverse, np.diff(np.append(starts, ordered.size)).astype(np.int64)
+
+
+def distinct_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct rows of ``a`` (N, d): ``(first, inverse, counts)`` with ``a[first[inverse]] == a`` row by
+    row and ``counts[u]`` the multiplicity of distinct row u.
+
+    Rows are compared by value (``-0.0`` equals ``0.0``) through :func:`hash_rows`, whose collision
+    check makes the grouping exact.
+    """
+    return _hashed_groups(a)
+
+
+class InputGroups:
+    """Distinct rows of the analysis inputs ``x``, computed once and reused while ``x`` is unchanged.
+
+    ``inverse[i]`` is the index of the distinct input of row i, ``first[u]`` a row of input u and
+    ``counts[u]`` its multiplicity (:func:`distinct_rows`).  Used by the continuous estimators
+    (``kde``, ``ksg``) for H(T|X) when inputs repeat.  NaN never reaches here (validation refuses it).
+    """
+
+    def __init__(self):
+        self._x = None
+        self.first = None
+        self.inverse = None
+        self.counts = None
+
+    def update(self, x: np.ndarray) -> "InputGroups":
+        if self._x is not None and self._x.shape == x.shape and self._x.dtype == x.dtype \
+                and (self._x is x or np.array_equal(self._x, x)):
+            return self
+        self.first, self.inverse, self.counts = distinct_rows(x)
+        self._x = np.array(x, copy=True)
+        return self
+
+    @property
+    def n_distinct(self) -> int:
+        return int(self.counts.size)
+
+    @property
+    def all_distinct(self) -> bool:
+        return self.counts.size == self.inverse.size
+
+    def t_is_function_of_x(self, t: np.ndarray) -> bool:
+        """True when rows of ``t`` are identical within every group of identical ``x`` rows."""
+        if self.all_distinct:
+            return True
+        return bool(np.array_equal(t, t[self.first[self.inverse]]))
 
 
 def _unique_rows(words: np.ndarray) -> Keys:

@@ -83,52 +83,11 @@ import numpy as np
 from ibtoolkit import Estimator, EstimateResult, register_estimator
 from ibtoolkit.estimator import LN2
 
-__all__ = ["KDEEstimator", "InputGroups", "kde_bounds"]
+from ._counting import InputGroups, distinct_rows, key_groups
+
+__all__ = ["KDEEstimator", "kde_bounds"]
 
 _DTYPES = ("float32", "float64")
-
-
-class InputGroups:
-    """Distinct rows of the analysis inputs ``x``, computed once and reused while ``x`` is unchanged.
-
-    ``inverse[i]`` is the index of the distinct input of row i, ``counts[u]`` its multiplicity.
-    Rows are compared bytewise after ``+ 0.0`` (so -0.0 equals 0.0); NaN never reaches here
-    (validation refuses it).
-    """
-
-    def __init__(self):
-        self._x = None
-        self.first = None
-        self.inverse = None
-        self.counts = None
-
-    def update(self, x: np.ndarray) -> "InputGroups":
-        if self._x is not None and self._x.shape == x.shape and self._x.dtype == x.dtype \
-                and (self._x is x or np.array_equal(self._x, x)):
-            return self
-        rows = np.ascontiguousarray(x + 0.0 if x.dtype.kind == "f" else x)
-        void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-        _, first, inverse, counts = np.unique(void, return_index=True, return_inverse=True,
-                                              return_counts=True)
-        self._x = np.array(x, copy=True)
-        self.first = first.astype(np.int64)
-        self.inverse = inverse.astype(np.int64).ravel()
-        self.counts = counts.astype(np.int64)
-        return self
-
-    @property
-    def n_distinct(self) -> int:
-        return int(self.counts.size)
-
-    @property
-    def all_distinct(self) -> bool:
-        return self.counts.size == self.inverse.size
-
-    def t_is_function_of_x(self, t: np.ndarray) -> bool:
-        """True when rows of ``t`` are identical within every group of identical ``x`` rows."""
-        if self.all_distinct:
-            return True
-        return bool(np.array_equal(t, t[self.first[self.inverse]]))
 
 
 def _tf():
@@ -288,7 +247,7 @@ class KDEEstimator(Estimator):
         t_repeats = counts.size < n
         group_of = None if t_function else groups.inverse
         if not t_function:   # units: distinct (row of t, input) pairs, so group sums stay exact
-            first, inverse, counts = _distinct_keys(inverse * groups.n_distinct + groups.inverse)
+            first, inverse, counts = key_groups(inverse * groups.n_distinct + groups.inverse)
         if counts.size <= self._collapse_below * n:     # O(P^2) on the P distinct units
             units, unit_of, cut = tc[first], inverse, True
             if group_of is not None:
@@ -338,40 +297,3 @@ def _scaled(t: np.ndarray, noise_variance: float, dtype: str):
     return tc.astype(dtype), np.asarray(factor, dtype=dtype), np.asarray(tiny, dtype=dtype)
 
 
-_HASH_MULTIPLIERS = np.random.default_rng(0x1B7001).integers(0, 2 ** 62, size=64, dtype=np.int64) \
-    .astype(np.uint64) * np.uint64(2) + np.uint64(1)
-
-
-def _distinct_keys(keys: np.ndarray):
-    """``(first, inverse, counts)`` of a 1-D key array: first index, unit index and size of each distinct key."""
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    new = np.empty(ordered.size, dtype=bool)
-    new[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    inverse = np.empty(ordered.size, dtype=np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return order[starts], inverse, np.diff(np.append(starts, ordered.size))
-
-
-def distinct_rows(t: np.ndarray):
-    r"""Distinct rows of ``t``: ``(first, inverse, counts)`` with ``t[first[inverse]] == t`` row by row.
-
-    Rows are compared bytewise after ``+ 0`` (so -0.0 equals 0.0).  Each row's entries, read as
-    unsigned integers :math:`b_k`, are hashed to :math:`\sum_k a_k b_k \bmod 2^{64}` with fixed
-    random odd :math:`a_k` (one integer matrix-vector product), the hashes are grouped by one sort,
-    and the grouping is then verified exactly (``t[first[inverse]] == t``); on a hash collision,
-    which is rare, the rows are grouped by a sort of their bytes instead.  About 0.25 ms at
-    4096 × 10 float32 here, against 1.5 ms for ``np.unique`` of the rows' bytes; rows of more
-    than 64 words go to that byte sort directly (it is as fast there: 25 ms at 10 000 × 1024).
-    """
-    rows = np.ascontiguousarray(t + 0 if t.dtype.kind == "f" else t)
-    words = rows.view(f"u{rows.dtype.itemsize}").reshape(rows.shape[0], -1)
-    if words.shape[1] <= _HASH_MULTIPLIERS.size:
-        first, inverse, counts = _distinct_keys(words.astype(np.uint64) @ _HASH_MULTIPLIERS[:words.shape[1]])
-        if np.array_equal(rows[first[inverse]], rows):
-            return first, inverse, counts
-    void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    _, first, inverse, counts = np.unique(void, return_index=True, return_inverse=True, return_counts=True)
-    return first.astype(np.int64), inverse.astype(np.int64).ravel(), counts.astype(np.int64)

@@ -60,7 +60,7 @@ from ibtoolkit import Estimator, EstimateResult, register_estimator
 from ibtoolkit.estimator import LN2
 from ibtoolkit.validation import as_labels, as_samples, check_pair
 
-from .kde import InputGroups
+from ._counting import InputGroups
 
 __all__ = ["KSGEstimator", "kl_entropy", "ross_mutual_information", "ksg_mutual_information"]
 

@@ -13,8 +13,9 @@ from scipy.special import logsumexp
 
 import ibtoolkit
 from ibtoolkit.estimator import LN2
-from estimators import kde as kde_module
-from estimators.kde import KDEEstimator, distinct_rows
+from estimators import _counting as counting
+from estimators._counting import distinct_rows
+from estimators.kde import KDEEstimator
 
 TOL_BITS = 1e-4
 
@@ -210,9 +211,9 @@ def test_distinct_rows_groups_like_numpy_unique(rng, width):
 
 
 def test_distinct_rows_survives_hash_collisions(monkeypatch, rng):
-    """All multipliers equal: the hash is the row sum and collides for permuted rows; the exact
-    check catches it and the byte sort groups the rows correctly."""
-    monkeypatch.setattr(kde_module, "_HASH_MULTIPLIERS", np.ones(64, dtype=np.uint64))
+    """A hash that collides for every row: the exact check catches it and the exact fallback
+    groups the rows correctly."""
+    monkeypatch.setattr(counting, "_hash_words", lambda words: np.zeros(words.shape[0], np.uint64))
     t = np.array([[1, 2, 3], [3, 2, 1], [1, 2, 3], [2, 1, 3]], dtype=np.int32)[rng.integers(0, 4, 50)]
     first, inverse, counts = distinct_rows(t)
     assert np.array_equal(t[first[inverse]], t)
