@@ -222,6 +222,7 @@ def bench_mnist(dataset: str, epochs: int, keep: str | None) -> list[dict]:
         plan = [("train", "{}", 0, 0, "all"),
                 (cheap["name"], json.dumps(cheap), 0, 0, "all"),
                 ("kde", kde, 0, 0, "all"),
+                ("kde", kde, 0, 3, "wide"),
                 ("kde", kde, 2000, 0, "wide"),
                 ("ksg", ksg, 0, 1, "narrow"),
                 ("ksg", ksg, 1000, 3, "wide"),
