@@ -36,6 +36,12 @@ def _pid(_):
     return os.getpid()
 
 
+def _die(x):
+    if x == 1:
+        os._exit(3)  # a worker killed mid-task (e.g. by the out-of-memory killer)
+    return x
+
+
 # -- the engine alone (no TensorFlow in the workers: fast) -----------------------------------------
 def test_engine_returns_outcomes_in_task_order_and_reports_failures_without_stopping():
     tasks = [sweep.Task("t", f"k{i}", _fail_on_three, (i,)) for i in range(6)]
@@ -47,6 +53,15 @@ def test_engine_returns_outcomes_in_task_order_and_reports_failures_without_stop
     assert len(bad) == 1 and bad[0].key == "k3" and "ValueError: three is bad" in bad[0].error
     assert (bar.finished, bar.failed) == (5, 1)
     assert outcomes[0].pid != os.getpid()  # ran in a worker process
+
+
+def test_a_dead_worker_fails_the_unfinished_tasks_instead_of_crashing_the_grid():
+    tasks = [sweep.Task("t", f"k{i}", _die, (i,)) for i in range(3)]
+    with sweep.Engine(jobs=2) as engine, sweep.Progress(len(tasks), enabled=False) as bar:
+        outcomes = engine.map(tasks, bar)
+    assert [o.key for o in outcomes] == ["k0", "k1", "k2"]
+    assert not outcomes[1].ok and "worker pool failed" in outcomes[1].error
+    assert bar.finished + bar.failed == 3 and bar.failed >= 1
 
 
 def test_serial_engine_and_local_stage_run_in_this_process():
