@@ -341,7 +341,8 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
         t0 = time.perf_counter()
         # a worker process gets one TensorFlow thread; this process keeps its own settings
         threads = 1 if engine.parallel and len(runs) > 1 else None
-        tasks = [sweep.Task("train", cfg["run_id"], _train_one, (cfg, str(out), resume, threads)) for cfg in runs]
+        shared = str(out.resolve())  # workers (maybe on other machines, other working directories) see this path
+        tasks = [sweep.Task("train", cfg["run_id"], _train_one, (cfg, shared, resume, threads)) for cfg in runs]
         for cfg, outcome in zip(runs, engine.map(tasks, bar)):
             if outcome.ok:
                 stores[cfg["run_id"]] = pathlib.Path(outcome.value)
@@ -356,7 +357,7 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
         local = len(stores) == 1
         inner = engine.inner_jobs if local else 1
         tasks = [sweep.Task("estimate", f"{cfg['run_id']} / {spec['name']}", _estimate_one,
-                            (str(stores[cfg["run_id"]]), spec, str(out)),
+                            (str(stores[cfg["run_id"]]), spec, shared),
                             {"resume": resume, "jobs": inner, "progress": progress and local,
                              "subsample": subsample, "random_state": random_state, "plugins": plugins})
                  for cfg in runs if cfg["run_id"] in stores for spec in specs.get(cfg["run_id"], [])]
