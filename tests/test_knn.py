@@ -242,3 +242,18 @@ def test_bad_input_raises():
         kl_entropy(np.full((10, 2), np.inf))
     with pytest.raises(ValueError, match="distinct points"):
         kl_entropy(np.ones((10, 2)))
+
+
+def test_plane_values_are_clipped_to_the_range_of_the_true_values(rng):
+    """A wide, spread-out layer on 64 distinct inputs: the Kozachenko–Leonenko difference overshoots
+    log2 64 = 6 bits by far; ``ixt`` is clipped to that ceiling (flagged saturated) and ``ity`` to
+    H(Y), while the raw estimates stay in the extras."""
+    x = np.arange(64, dtype=np.float64)[:, None]
+    t = 10.0 * rng.standard_normal((64, 200))
+    y = np.repeat([0, 1, 1, 2], 16)
+    res = KSGEstimator().estimate(x, t, y)
+    h_y = -(0.25 * np.log2(0.25) * 2 + 0.5 * np.log2(0.5))
+    assert res.extras["ixt_raw"] > 6.0 + 10.0           # the overshoot this guards against
+    assert res.ixt == 6.0 and res.extras["saturated"]
+    assert 0.0 <= res.ity <= h_y + 1e-12
+    assert res.ity == min(max(res.extras["ity_raw"], 0.0), h_y)
