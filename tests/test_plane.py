@@ -285,9 +285,7 @@ def test_csv_round_trip(tmp_path, store_dir):
     assert isinstance(back["estimator_params"].iloc[0], str)
 
 
-def test_exact_estimator_if_registered(store_dir):
-    if "exact" not in ibtoolkit.available_estimators():
-        pytest.skip("estimators.exact has not landed")
+def test_exact_estimator_on_a_store(store_dir):
     x, y = make_data()
     df = information_plane(store_dir, "exact", layers=["dense", "dense_1"], progress=False)
     for row in df.itertuples():

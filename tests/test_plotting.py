@@ -224,8 +224,6 @@ def test_plots_of_a_real_plane(tmp_path):
     """End to end: a store -> information_plane (exact) -> every figure of one run."""
     from ibtoolkit.store import ActivationStore
 
-    if "exact" not in ibtoolkit.available_estimators():
-        pytest.skip("estimators.exact has not landed")
     rng = np.random.default_rng(0)
     x = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(np.float32)
     y = (x[:, :3].sum(1) >= 2).astype(np.int64)
