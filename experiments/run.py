@@ -449,6 +449,11 @@ def main(argv=None) -> int:
                                 plugins=args.plugin)
     except sweep.SchedulerError as exc:  # cannot reach the Dask scheduler: a usage error
         parser.error(str(exc))
+    except OSError as exc:  # e.g. the disk filled up while writing tables or figures
+        print(f"error: could not write the outputs in {out}: {exc}. Every finished store and estimate is "
+              f"kept; free space (or fix the directory) and run the same command with --resume.",
+              file=sys.stderr)
+        return 1
     print(result["verdicts"])
     print(f"\nreport: {result['report']}")
     if result["failures"]:

@@ -282,3 +282,31 @@ def test_resume_with_complete_stores_does_not_need_the_dataset(tiny_run, monkeyp
     monkeypatch.setattr(datasets, "ensure_available", lambda name, **kw: pytest.fail(f"{name} checked"))
     assert main(["--preset", "tiny", "--out", str(out), "--estimator", "binning", "--resume", "--no-progress",
                  "--quiet"]) == 0
+
+
+def test_disk_full_while_writing_outputs_exits_1_keeping_the_stores(tiny_run, tmp_path, monkeypatch, capsys):
+    """ENOSPC after estimation (tables, figures, report): one error line, exit 1, every store and
+    estimate kept, and --resume after freeing space completes the outputs."""
+    import errno
+    import shutil
+
+    from experiments import report
+
+    src, _ = tiny_run
+    out = tmp_path / "out"
+    shutil.copytree(src, out)
+    (out / "report.md").unlink()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "write_report", full)
+    code = main(["--preset", "tiny", "--out", str(out), "--resume", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    for run in RUNS:
+        assert json.loads((out / "runs" / run / "manifest.json").read_text())["status"] == "complete"
+    monkeypatch.undo()
+    assert main(["--preset", "tiny", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert (out / "report.md").is_file()
