@@ -1,4 +1,4 @@
-"""Counting core shared by the discrete estimators (``exact``, ``binning``).
+"""Counting core of the discrete estimators (``exact``, ``binning``) and the row grouping all four share.
 
 Every plug-in quantity of the information plane reduces to counting distinct rows.  A discrete
 array ``a`` of shape (N, d) is turned into **one int64 key per row** (equal rows <=> equal keys),
