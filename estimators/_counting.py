@@ -293,11 +293,18 @@ def hash_rows(a: np.ndarray) -> Keys:
     every row is compared with the representative of its hash group; on any difference (a
     collision) the keys come from ``np.unique(axis=0)`` instead.
     """
-    _, inverse, counts_ = _hashed_groups(a)
+    _, inverse, counts_ = distinct_rows(a)
     return Keys(inverse, int(counts_.size), True)
 
 
-def _hashed_groups(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def distinct_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct rows of ``a`` (N, d): ``(first, inverse, counts)`` with ``a[first[inverse]] == a`` row by
+    row and ``counts[u]`` the multiplicity of distinct row u.
+
+    Rows are compared by value (``-0.0`` equals ``0.0``): grouped by the 64-bit hash of their bytes
+    (:func:`_hash_words`), then every row is compared with its group's representative, and on any
+    difference (a hash collision) grouped by the exact ``np.unique(axis=0)`` instead.
+    """
     a = np.asarray(a)
     if np.issubdtype(a.dtype, np.floating):
         a = a + a.dtype.type(0.0)  # -0.0 -> +0.0, a fresh contiguous copy
@@ -323,36 +330,34 @@ def key_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order[starts].astype(np.int64), inverse, np.diff(np.append(starts, ordered.size)).astype(np.int64)
 
 
-def distinct_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct rows of ``a`` (N, d): ``(first, inverse, counts)`` with ``a[first[inverse]] == a`` row by
-    row and ``counts[u]`` the multiplicity of distinct row u.
-
-    Rows are compared by value (``-0.0`` equals ``0.0``) through :func:`hash_rows`, whose collision
-    check makes the grouping exact.
-    """
-    return _hashed_groups(a)
-
-
 class InputGroups:
     """Distinct rows of the analysis inputs ``x``, computed once and reused while ``x`` is unchanged.
 
-    ``inverse[i]`` is the index of the distinct input of row i, ``first[u]`` a row of input u and
-    ``counts[u]`` its multiplicity (:func:`distinct_rows`).  Used by the continuous estimators
-    (``kde``, ``ksg``) for H(T|X) when inputs repeat.  NaN never reaches here (validation refuses it).
+    ``inverse[i]`` is the index of the distinct input of row i, ``first[u]`` a row of input u,
+    ``counts[u]`` its multiplicity (:func:`distinct_rows`) and ``keys`` the same as
+    :class:`InputKeys` for the counting estimators.  The inputs of a run never change across layers
+    and epochs, so this is done once: a later :meth:`update` reuses it when given the very same
+    array object, or an array equal (``np.array_equal``) to the private copy kept here; anything
+    else is grouped anew.  (Passing the same object after modifying it in place is not detected.)
+    NaN never reaches here (validation refuses it).
     """
 
     def __init__(self):
-        self._x = None
+        self._obj = None
+        self._copy = None
         self.first = None
         self.inverse = None
         self.counts = None
+        self.keys: InputKeys | None = None
 
     def update(self, x: np.ndarray) -> "InputGroups":
-        if self._x is not None and self._x.shape == x.shape and self._x.dtype == x.dtype \
-                and (self._x is x or np.array_equal(self._x, x)):
+        if self._copy is not None and (x is self._obj or (x.shape == self._copy.shape and x.dtype == self._copy.dtype
+                                                          and np.array_equal(x, self._copy))):
             return self
         self.first, self.inverse, self.counts = distinct_rows(x)
-        self._x = np.array(x, copy=True)
+        n_distinct = int(self.counts.size)
+        self.keys = InputKeys(Keys(self.inverse, n_distinct, True), self.counts, n_distinct)
+        self._obj, self._copy = x, np.array(x, copy=True)
         return self
 
     @property
@@ -510,29 +515,14 @@ class InputKeys:
 
 
 class InputKeyCache:
-    """Keys of ``x`` computed once and reused while ``x`` does not change.
-
-    The inputs of a run never change across layers and epochs, so keying them (the costliest
-    step) is done once.  A later call reuses the keys when it passes the very same array object, or
-    an array equal (``np.array_equal``) to the private copy kept here; anything else is keyed anew.
-    Discrete ``x`` is keyed like any discrete array; continuous ``x`` by a hash of its row bytes.
-    (Passing the same object after modifying it in place is not detected.)
-    """
+    """:class:`InputKeys` of ``x`` computed once and reused while ``x`` does not change (the reuse
+    rule of :class:`InputGroups`, which computes them)."""
 
     def __init__(self):
-        self._obj = None
-        self._copy = None
-        self._info: InputKeys | None = None
+        self._groups = InputGroups()
 
     def get(self, x: np.ndarray) -> InputKeys:
-        if self._info is not None and (x is self._obj or (x.shape == self._copy.shape
-                                                          and np.array_equal(x, self._copy))):
-            return self._info
-        keys = dense(row_keys(x, name="x"))
-        c = counts(keys)
-        info = InputKeys(keys, c, int(c.shape[0]))
-        self._obj, self._copy, self._info = x, np.array(x, copy=True), info
-        return info
+        return self._groups.update(x).keys
 
 
 def discrete_point(xk: InputKeys, kt: Keys, y: np.ndarray, miller_madow: bool = False) -> tuple[float, float, dict]:

@@ -295,5 +295,3 @@ def _scaled(t: np.ndarray, noise_variance: float, dtype: str):
                  float(info.max))
     tiny = 4.0 * (tc.shape[1] + 2) * float(info.eps) * float(np.einsum("ij,ij->i", tc, tc).max())
     return tc.astype(dtype), np.asarray(factor, dtype=dtype), np.asarray(tiny, dtype=dtype)
-
-

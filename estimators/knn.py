@@ -65,7 +65,7 @@ from ibtoolkit import Estimator, EstimateResult, register_estimator
 from ibtoolkit.estimator import LN2
 from ibtoolkit.validation import as_labels, as_samples, check_pair
 
-from ._counting import InputGroups
+from ._counting import InputGroups, entropy_from_counts
 
 __all__ = ["KSGEstimator", "kl_entropy", "ross_mutual_information", "ksg_mutual_information"]
 
@@ -276,8 +276,7 @@ class KSGEstimator(Estimator):
         ity_nats, n_fallback = _ross_nats(z, y, k, dist, idx)
         ixt_raw, ity_raw = (h_t - h_noise) / LN2, ity_nats / LN2
         ceiling = math.log2(groups.n_distinct)
-        p_y = np.bincount(np.unique(y, return_inverse=True)[1].ravel()) / n
-        h_y = float(-(p_y * np.log2(p_y)).sum())
+        h_y = entropy_from_counts(np.unique(y, return_counts=True)[1])
         # the true values lie in [0, log2 |X|] and [0, H(Y)]: clip there, keep the raw estimates
         ixt, ity = min(max(ixt_raw, 0.0), ceiling), min(max(ity_raw, 0.0), h_y)
         return EstimateResult(ixt, ity, {
