@@ -81,27 +81,12 @@ class Outcome:
 
 
 # -- running one task ----------------------------------------------------------------------------
-_LIMITED = False
-
-
-def _limit_threads() -> None:
-    """One TensorFlow and one BLAS thread in this worker process (set once, before TF starts)."""
-    global _LIMITED
-    if _LIMITED:
-        return
-    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-    _LIMITED = True
-
-
 def _run(task: Task, in_worker: bool) -> Outcome:
     """Run one task and capture its result or error (executed in the worker)."""
-    if in_worker:
-        _limit_threads()
+    if in_worker:  # one TensorFlow and one BLAS thread per worker process
+        from ibtoolkit.plane import limit_worker_threads
+
+        limit_worker_threads()
     t0 = time.perf_counter()
     try:
         value = task.func(*task.args, **task.kwargs)

@@ -48,7 +48,8 @@ import pandas as pd
 from .estimator import Estimator
 from .registry import _REGISTRY, get_estimator
 
-__all__ = ["information_plane", "write_plane", "read_plane", "BASE_COLUMNS", "SATURATION_TOL", "CHUNK_BYTES"]
+__all__ = ["information_plane", "write_plane", "read_plane", "limit_worker_threads", "BASE_COLUMNS", "SATURATION_TOL",
+           "CHUNK_BYTES"]
 
 #: Columns every table starts with, in this order.
 BASE_COLUMNS = ["run", "dataset", "model", "precision", "variant", "seed",
@@ -262,10 +263,8 @@ _THREADS_LIMITED = False
 
 def _worker_task(directory, token, layer, epochs, specs, sample_idx, invalid):
     """One (layer, epoch chunk) task in a worker: everything it gets is plain, picklable data."""
-    global _THREADS_LIMITED
-    if not _THREADS_LIMITED and multiprocessing.parent_process() is not None:
-        _limit_threads()  # only in worker processes, never in the caller's own process
-        _THREADS_LIMITED = True
+    if multiprocessing.parent_process() is not None:
+        limit_worker_threads()  # only in worker processes, never in the caller's own process
     state = _LOCAL.__dict__
     if state.get("token") != token:  # a new call: open the store and build the instances once
         from .store import open_store
@@ -283,8 +282,16 @@ def _worker_task(directory, token, layer, epochs, specs, sample_idx, invalid):
     return ctx.estimate_block(layer, np.asarray(epochs, dtype=np.int64), acts)
 
 
+def limit_worker_threads() -> None:
+    """One TensorFlow and one BLAS thread in this worker process, set once per process (the
+    workers already fill the cores).  For parallel workers only: never call it in a user's process."""
+    global _THREADS_LIMITED
+    if not _THREADS_LIMITED:
+        _limit_threads()
+        _THREADS_LIMITED = True
+
+
 def _limit_threads() -> None:
-    """One TensorFlow and one BLAS thread per worker process (the workers already fill the cores)."""
     os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
