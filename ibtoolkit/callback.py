@@ -49,6 +49,7 @@ import tensorflow as tf  # noqa: E402
 
 from .registry import get_estimator  # noqa: E402
 from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
+from .store import ActivationStore, run_metadata  # noqa: E402
 from .taps import make_extractor, representation_taps  # noqa: E402
 from .validation import as_labels  # noqa: E402
 
@@ -189,12 +190,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         elif not isinstance(dataset, dict):
             raise ValueError(f"dataset must be a name, a dict or None, got {type(dataset).__name__}")
         self.dataset = dict(dataset)
-        if run is not None and not isinstance(run, dict):
-            raise ValueError(f"run must be a dict of run metadata (or None), got {type(run).__name__}")
-        try:
-            self.run = None if run is None else json.loads(json.dumps(run))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"run must be JSON-serialisable (dicts, lists, str, numbers): {exc}") from exc
+        self.run = run_metadata(run)  # checked now, not at the first epoch
         self.estimators = [get_estimator(spec) for spec in (estimators or [])]
         names = [e.name or type(e).__name__ for e in self.estimators]
         if len(set(names)) != len(names):
@@ -217,8 +213,6 @@ class IBCallback(tf.keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ lifecycle
     def on_train_begin(self, logs=None):
-        from .store import ActivationStore
-
         if self.store is not None:  # an earlier fit raised before on_train_end: release its store first
             self.close("an earlier fit ended with an exception")
         model = self.model

@@ -54,7 +54,7 @@ import numpy as np
 from . import _atomic
 from .validation import as_labels, as_samples
 
-__all__ = ["StoreError", "ActivationStore", "open_store", "SCHEMA_VERSION", "FORMAT"]
+__all__ = ["StoreError", "ActivationStore", "open_store", "run_metadata", "SCHEMA_VERSION", "FORMAT"]
 
 FORMAT = "ibtoolkit-activation-store"
 SCHEMA_VERSION = 1
@@ -144,6 +144,14 @@ def _json_ready(value, what: str):
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} must be JSON-serialisable (dicts, lists, str, numbers): {exc}") from exc
+
+
+def run_metadata(run) -> dict | None:
+    """Validate run metadata (``IBCallback(run=...)``, :meth:`ActivationStore.create`): None or a
+    JSON-serialisable dict; returns its JSON round-tripped copy."""
+    if run is not None and not isinstance(run, Mapping):
+        raise ValueError(f"run must be a dict of run metadata (or None), got {type(run).__name__}")
+    return _json_ready(None if run is None else dict(run), "run")
 
 
 def _clean_metrics(metrics) -> dict[str, float]:
@@ -807,9 +815,7 @@ class _Spec:
         self.model = _json_ready(model, "model")
         self.dataset = _json_ready(dataset, "dataset")
         self.schedule = _json_ready(schedule, "schedule")
-        if run is not None and not isinstance(run, Mapping):
-            raise ValueError(f"run must be a dict of run metadata (or None), got {type(run).__name__}")
-        self.run = _json_ready(None if run is None else dict(run), "run")
+        self.run = run_metadata(run)
         n, item = self.inputs.shape[0], np.dtype(dtype).itemsize
         self.epoch_bytes = sum(n * ((l["width"] + 7) // 8 if l["binary"] else l["width"] * item) + 128
                                for l in self.layers)
