@@ -206,10 +206,8 @@ def _configure(args, parser) -> tuple[dict, pathlib.Path]:
     if args.jobs == 0 or args.jobs < -1:
         parser.error(f"--jobs must be a positive number of workers or -1 (all cores), got {args.jobs}")
     if args.scheduler is not None:
-        from experiments.sweep import check_scheduler
-
         try:
-            check_scheduler(args.scheduler)
+            sweep.check_scheduler(args.scheduler)
         except ValueError as exc:
             parser.error(str(exc))
     if args.subsample is not None and args.subsample < 1:
@@ -317,7 +315,6 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
     import pandas as pd
 
     from experiments import report as _report
-    from experiments import sweep
     from experiments.training import expand_runs
 
     out = pathlib.Path(out)
