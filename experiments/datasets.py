@@ -402,6 +402,14 @@ def available_datasets() -> list[str]:
     return sorted(_LOADERS)
 
 
+def _dataset_key(name) -> str:
+    """The registry key of a dataset name (case and ``-``/``_`` insensitive); ``ValueError`` if unknown."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+    return key
+
+
 def ensure_available(name: str, **options) -> str:
     """Make sure :func:`load` can get ``name`` without reading it; returns where it will come from.
 
@@ -410,9 +418,7 @@ def ensure_available(name: str, **options) -> str:
     training starts rather than in the middle of a sweep.  Raises :class:`DatasetUnavailable` (a
     ``ValueError``) saying where to put the files, or ``ValueError`` for an unknown name or option.
     """
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+    key = _dataset_key(name)
     if key not in _NPZ_NAMES:
         if options:
             raise ValueError(f"dataset {key!r} does not accept options {sorted(options)}")
@@ -439,9 +445,7 @@ def load(name: str, **options) -> Dataset:
     ``tishby`` and ``digits`` take no options; ``mnist`` / ``fashion_mnist`` take ``split``,
     ``limit``, ``path`` and ``download``.  Unknown names or options raise ``ValueError``.
     """
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+    key = _dataset_key(name)
     try:
         return _LOADERS[key](**options)
     except TypeError as exc:
