@@ -4,15 +4,16 @@
 
 Shapes: the Shwartz-Ziv & Tishby hidden layers, N x (10 + 7 + 5 + 4 + 3).  Measured in one run:
 
-* ``store``: :meth:`ActivationStore.append` (layer files via temp + rename, one line appended to the
-  epoch log), binary (bit-packed) and float32 layers, medians over the first 200 epochs and over the
-  last 200 epochs of a run of ``--epochs`` epochs (the cost must not grow with the run);
+* ``store``: :meth:`ActivationStore.append` (one block written at the end of each open layer file,
+  one line appended to the epoch log), binary (bit-packed) and float32 layers, medians over the
+  first 200 epochs and over the last 200 epochs of a run of ``--epochs`` epochs (the cost must not
+  grow with the run);
 * ``naive``: ``np.save`` per layer plus rewriting one JSON manifest that lists every epoch (the
   design the epoch log replaces).  The writers alternate within each epoch, so they see the same
   machine load;
 * ``fsync``: 200 epochs with ``fsync=True`` alternating with 200 without (durable against power loss);
 * ``read``: :meth:`ActivationStore.read` of one layer over 270 epochs (the paper's schedule size),
-  against a bare ``np.load`` loop over the same files (the price of the size/CRC/shape checks).
+  against a bare ``np.fromfile`` of the same layer file (the price of the size and CRC checks).
 
 Prints medians and ratios and writes ``benchmarks/results/store.csv``.
 """
@@ -128,21 +129,24 @@ def main():
             s = open_store(writers[key].dir)
             eps = s.epochs[:270]
             lay = s.manifest["layers"][0]
+            block = lay["block"]
             checked, plain = [], []
             for _ in range(5):
                 t0 = time.perf_counter()
                 s.read("h0", eps)
                 checked.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()  # reference: np.load of the same files, no size/CRC/shape checks
-                stack = np.stack([np.load(writers[key].dir / lay["file"] / f"e{e:08d}.npy") for e in eps])
+                t0 = time.perf_counter()  # reference: the same blocks by np.fromfile, no size or CRC checks
+                stack = np.fromfile(writers[key].dir / lay["file"], dtype=block["dtype"],
+                                    count=len(eps) * block["shape"][0] * block["shape"][1])
+                stack = stack.reshape(len(eps), *block["shape"])
                 if lay["binary"]:
                     np.unpackbits(stack, axis=2, count=lay["width"]).astype(np.float32) * 2 - 1
                 plain.append(time.perf_counter() - t0)
             mc, mp = float(np.median(checked) * 1e3), float(np.median(plain) * 1e3)
-            for case, med in ((f"read {label} h0 E=270 (store.read)", mc), (f"read {label} h0 E=270 (np.load loop)", mp)):
+            for case, med in ((f"read {label} h0 E=270 (store.read)", mc), (f"read {label} h0 E=270 (np.fromfile)", mp)):
                 rows.append({"case": case, "n": args.n, "epochs": len(eps), "median_ms_first200": round(med, 3),
                              "median_ms_last200": float("nan")})
-            print(f"read {label} h0, 270 epochs: store.read {mc:.1f} ms, plain np.load loop {mp:.1f} ms, "
+            print(f"read {label} h0, 270 epochs: store.read {mc:.1f} ms, plain np.fromfile {mp:.1f} ms, "
                   f"ratio {mc / mp:.2f}")
         for w in writers.values():
             if isinstance(w, _Store):

@@ -39,11 +39,14 @@ def crc32(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def write_all(fd: int, data) -> None:
-    view = memoryview(data)
+def write_all(fd: int, data, offset: int | None = None) -> None:
+    """Write every byte of ``data`` (any buffer) to ``fd``: at the file position, or with ``pwrite`` at ``offset``."""
+    view = memoryview(data).cast("B")
     while view:
-        n = os.write(fd, view)
+        n = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
         view = view[n:]
+        if offset is not None:
+            offset += n
 
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:

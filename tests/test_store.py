@@ -46,9 +46,14 @@ def create(directory, data, **kw):
 
 
 def layer_files(directory):
-    """Every epoch/temp file under the layer directories, as relative paths."""
-    return sorted(str(p.relative_to(directory)) for p in Path(directory).glob("layer_*/*")) + \
-        sorted(str(p.relative_to(directory)) for p in Path(directory).glob("layer_*/.*"))
+    """(name, size in bytes) of every layer file and temporary file of a store."""
+    d = Path(directory)
+    return sorted((p.name, p.stat().st_size) for p in [*d.glob("layer_*"), *d.glob(".*.tmp-*")])
+
+
+def block_bytes(width, binary, n=N, itemsize=4):
+    """Size of one epoch block: N packed rows of ceil(width / 8) bytes, or N rows of width floats."""
+    return n * ((width + 7) // 8 if binary else width * itemsize)
 
 
 @pytest.fixture
@@ -103,19 +108,23 @@ def test_iter_chunks_covers_all_epochs_in_order(written):
 
 
 def test_format_is_readable_with_numpy_and_json_alone(written):
-    """The README recipe: manifest + epoch log + np.load(allow_pickle=False) + unpackbits."""
+    """The README recipe: manifest + epoch log + one np.fromfile per layer + unpackbits."""
     d, acts = written
     manifest = json.loads((d / "manifest.json").read_text())
     lines = (d / "epochs.jsonl").read_text().splitlines(keepends=True)
     records = [json.loads(line) for line in lines if line.endswith("\n")]
-    assert manifest["schema_version"] == 1 and [r["epoch"] for r in records] == [0, 1, 5]
+    assert manifest["schema_version"] == 2 and [r["epoch"] for r in records] == [0, 1, 5]
     for lay in manifest["layers"]:
-        for rec in records:
-            path = d / lay["file"] / f"e{rec['epoch']:08d}.npy"
-            assert path.stat().st_size == rec["files"][lay["file"]][0]
-            a = np.load(path, allow_pickle=False)
+        block = lay["block"]
+        assert block["bytes"] == block_bytes(lay["width"], lay["binary"])  # 1 bit per unit when binary
+        assert block["dtype"] == ("|u1" if lay["binary"] else "<f4")
+        path = d / lay["file"]
+        assert path.stat().st_size == len(records) * block["bytes"]
+        stack = np.fromfile(path, dtype=block["dtype"]).reshape(len(records), *block["shape"])
+        for k, rec in enumerate(records):
+            assert rec["blocks"][lay["file"]][:2] == [k * block["bytes"], block["bytes"]]
+            a = stack[k]
             if lay["binary"]:
-                assert a.dtype == np.uint8 and a.shape == (N, (lay["width"] + 7) // 8)  # 1 bit per unit
                 a = np.unpackbits(a, axis=1, count=lay["width"]).astype(np.float32) * 2 - 1
             np.testing.assert_array_equal(a, acts[rec["epoch"]][lay["name"]])
     np.testing.assert_array_equal(np.load(d / "labels.npy", allow_pickle=False), open_store(d).labels)
@@ -130,7 +139,8 @@ def test_float16_storage(tmp_path, data):
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, a["dense"].astype(np.float16).astype(np.float32))
     np.testing.assert_array_equal(s.read("quant/sign")[0], a["quant/sign"])
-    assert np.load(tmp_path / "r" / "layer_00_dense" / "e00000000.npy").dtype == np.float16
+    raw = np.fromfile(tmp_path / "r" / "layer_00_dense.bin", dtype=np.float16)
+    np.testing.assert_array_equal(raw.reshape(N, 6), a["dense"].astype(np.float16))
 
 
 @pytest.mark.parametrize("width", [1, 7, 8, 9, 16, 17])
@@ -141,7 +151,7 @@ def test_bit_packing_round_trips_every_width(tmp_path, data, width):
         s.append(0, {"b": t})
         got = s.read("b")[0]
     np.testing.assert_array_equal(got, t.astype(np.float32))
-    packed = np.load(tmp_path / "r" / "layer_00_b" / "e00000000.npy")
+    packed = np.fromfile(tmp_path / "r" / "layer_00_b.bin", dtype=np.uint8).reshape(N, -1)
     np.testing.assert_array_equal(packed, np.packbits(t > 0, axis=1))
 
 
@@ -318,27 +328,35 @@ def test_user_layer_names_become_safe_file_names(tmp_path, data):
     s = open_store(d)
     assert s.layers == names
     files = [lay["file"] for lay in s.manifest["layers"]]
-    assert files == ["layer_00_a_b", "layer_01_a_b", "layer_02_we_ird_name", "layer_03_hidden", "layer_04_C1_x",
-                     "layer_05_"]
+    assert files == ["layer_00_a_b.bin", "layer_01_a_b.bin", "layer_02_we_ird_name.bin", "layer_03_hidden.bin",
+                     "layer_04_C1_x.bin", "layer_05_.bin"]
     for i, n in enumerate(names):
         assert (d / files[i]).resolve().parent == d.resolve()
         np.testing.assert_array_equal(s.read(n)[0], np.full((N, 2), i, np.float32))
 
 
-def test_stray_files_ignored_by_readers_and_cleaned_by_writers(written, data):
-    d, _ = written
-    stray = [d / "layer_00_dense" / "e00000009.npy", d / "layer_01_quant_sign" / ".e00000009.npy.tmp-123",
-             d / ".manifest.json.tmp-99"]
-    for p in stray:
-        p.write_bytes(b"half-written")
+def test_stray_bytes_ignored_by_readers_and_cleaned_by_writers(written, data):
+    """A killed writer's leftovers: part of an uncommitted block after the committed ones, a manifest
+    temp file and a torn log line.  Readers see only the committed epochs; a writer cuts the rest."""
+    d, acts = written
+    committed = layer_files(d)
+    for name in ("layer_00_dense.bin", "layer_01_quant_sign.bin"):
+        with (d / name).open("ab") as f:
+            f.write(b"half-written block")
+    stray = d / ".manifest.json.tmp-99"
+    stray.write_bytes(b"half-written")
     with (d / "epochs.jsonl").open("ab") as f:
-        f.write(b'{"crc32":1,"epoch":9,"fi')  # torn last line of a killed writer
-    assert open_store(d).epochs.tolist() == [0, 1, 5]
+        f.write(b'{"crc32":1,"epoch":9,"bl')  # torn last line of a killed writer
+    r = open_store(d)
+    assert r.epochs.tolist() == [0, 1, 5]
+    np.testing.assert_array_equal(r.read("dense")[2], acts[5]["dense"])
     with create(d, data) as s:
         assert s.epochs.tolist() == [0, 1, 5]
-        assert not any(p.exists() for p in stray)
+        assert not stray.exists() and [f for f in layer_files(d) if f[0].startswith("layer_")] == committed
         s.append(9, make_acts(9))
-    assert open_store(d).epochs.tolist() == [0, 1, 5, 9]
+    r = open_store(d)
+    assert r.epochs.tolist() == [0, 1, 5, 9]
+    np.testing.assert_array_equal(r.read("dense", [9])[0], make_acts(9)["dense"])
     assert (d / "epochs.jsonl").read_bytes().endswith(b"\n")
 
 
@@ -386,7 +404,8 @@ def _edit(m, path, value):
 
 
 @pytest.mark.parametrize("path,value,msg", [
-    (["schema_version"], 2, "unsupported schema version 2"),
+    (["schema_version"], 1, "unsupported schema version 1; this ibtoolkit reads version 2 .*re-record"),
+    (["schema_version"], 3, "unsupported schema version 3"),
     (["schema_version"], "1", "unsupported schema version"),
     (["schema_version"], KeyError, "missing the key 'schema_version'"),
     (["format"], "something-else", "not an ibtoolkit store"),
@@ -398,11 +417,15 @@ def _edit(m, path, value):
     (["layers", 0, "name"], "/etc/passwd", "absolute"),
     (["layers", 0, "file"], "../evil", "path separators"),
     (["layers", 0, "file"], "/etc", "path separators"),
-    (["layers", 0, "file"], "layer_00_a/../../b", "path separators"),
+    (["layers", 0, "file"], "layer_00_a/../../b.bin", "path separators"),
+    (["layers", 0, "file"], "layer_00_dense", "path separators"),
     (["layers", 0, "file"], "..", "path separators"),
     (["layers", 1, "width"], "11", "width"),
     (["layers", 1, "binary"], 1, "binary"),
-    (["layers", 1, "file"], "layer_00_dense", "repeats"),
+    (["layers", 1, "file"], "layer_00_dense.bin", "repeats"),
+    (["layers", 0, "block"], KeyError, "missing the key 'block'"),
+    (["layers", 0, "block", "bytes"], 12, "'block' must be"),
+    (["layers", 1, "block", "shape"], [N, 11], "'block' must be"),
     (["inputs", "file"], "../inputs.npy", "inputs.file"),
     (["inputs", "dtype"], "O", "numeric dtype"),
     (["epoch_log"], "/tmp/log", "epoch_log"),
@@ -445,21 +468,23 @@ def test_corrupted_epoch_log_line_rejected(written):
 
 
 # ---------------------------------------------------------------------------------------- corrupted arrays
-def test_truncated_file_detected_with_path(written):
+def test_truncated_file_detected_with_path(written, data):
     d, acts = written
-    path = d / "layer_00_dense" / "e00000001.npy"
-    path.write_bytes(path.read_bytes()[:-7])
-    s = open_store(d)  # the manifest is fine; files are checked when read
-    with pytest.raises(StoreError, match="truncated") as info:
+    path = d / "layer_00_dense.bin"
+    path.write_bytes(path.read_bytes()[:-7])  # cuts into the last block (epoch 5)
+    s = open_store(d)  # the manifest is fine; blocks are checked when read
+    with pytest.raises(StoreError, match="epoch 5 is committed .*truncated") as info:
         s.read("dense")
     assert str(path) in str(info.value)
-    np.testing.assert_array_equal(s.read("dense", [0, 5])[1], acts[5]["dense"])  # other epochs still read
-    with pytest.raises(StoreError, match="e00000001.npy"):
+    np.testing.assert_array_equal(s.read("dense", [0, 1])[1], acts[1]["dense"])  # other epochs still read
+    with pytest.raises(StoreError, match="layer_00_dense.bin"):
         s.verify()
+    with pytest.raises(StoreError, match="truncated and the store is damaged"):
+        create(d, data)  # a writer refuses to build on it ...
+    assert open_store(d).epochs.tolist() == [0, 1, 5] and path.stat().st_size == 3 * 6 * 4 * N - 7  # ... untouched
 
 
-@pytest.mark.parametrize("target", ["layer_00_dense/e00000005.npy", "layer_01_quant_sign/e00000000.npy",
-                                    "inputs.npy", "labels.npy"])
+@pytest.mark.parametrize("target", ["layer_00_dense.bin", "layer_01_quant_sign.bin", "inputs.npy", "labels.npy"])
 def test_bit_flip_detected_with_path(written, target):
     d, _ = written
     path = d / target
@@ -474,7 +499,7 @@ def test_bit_flip_detected_with_path(written, target):
 
 def test_missing_file_detected_with_path(written):
     d, _ = written
-    path = d / "layer_02_out" / "e00000000.npy"
+    path = d / "layer_02_out.bin"
     path.unlink()
     with pytest.raises(StoreError) as info:
         open_store(d).read("out")
@@ -482,21 +507,18 @@ def test_missing_file_detected_with_path(written):
 
 
 def test_pickled_array_is_never_loaded(written):
-    """A hostile object array (pickle inside .npy) with a matching CRC in the log is refused, not unpickled."""
+    """A hostile object array (pickle inside inputs.npy) with a matching size and CRC in the manifest is
+    refused, not unpickled (layer files are raw blocks, never parsed as .npy)."""
     d, _ = written
-    path = d / "layer_00_dense" / "e00000000.npy"
+    path = d / "inputs.npy"
     np.save(path, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
     data = path.read_bytes()
-    lines = (d / "epochs.jsonl").read_text().splitlines()
-    rec = json.loads(lines[0])
-    rec["files"]["layer_00_dense"] = [len(data), _atomic.crc32(data)]
-    rec.pop("crc32")
-    rec["crc32"] = _atomic.crc32(json.dumps(rec, sort_keys=True, separators=(",", ":")).encode())
-    lines[0] = json.dumps(rec, sort_keys=True, separators=(",", ":"))
-    (d / "epochs.jsonl").write_text("\n".join(lines) + "\n")
+    m = json.loads((d / "manifest.json").read_text())
+    m["inputs"].update(bytes=len(data), crc32=_atomic.crc32(data))
+    (d / "manifest.json").write_text(json.dumps(m))
     s = open_store(d)
     with pytest.raises(StoreError, match="not a readable .npy array") as info:
-        s.read("dense")
+        s.inputs
     assert str(path) in str(info.value)
 
 
@@ -528,7 +550,7 @@ def test_full_disk_fails_in_create_and_append_stays_consistent(tmp_path, data, m
     without committing anything."""
     real = _atomic.write_all
 
-    def full(fd, payload):
+    def full(fd, payload, offset=None):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(_atomic, "write_all", full)
@@ -542,19 +564,20 @@ def test_full_disk_fails_in_create_and_append_stays_consistent(tmp_path, data, m
     s.append(0, make_acts(0))
     calls = []
 
-    def full_after_one(fd, payload):
+    def full_after_one(fd, payload, offset=None):
         calls.append(1)
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd, payload)
+        real(fd, payload, offset)
 
     monkeypatch.setattr(_atomic, "write_all", full_after_one)
     with pytest.raises(StoreError, match="could not commit epoch 1"):
         s.append(1, make_acts(1))
     monkeypatch.setattr(_atomic, "write_all", real)
     assert s.epochs.tolist() == [0]
-    assert layer_files(d) == ["layer_00_dense/e00000000.npy", "layer_01_quant_sign/e00000000.npy",
-                              "layer_02_out/e00000000.npy"]
+    assert layer_files(d) == [("layer_00_dense.bin", block_bytes(6, False)),  # the half-written epoch is cut
+                              ("layer_01_quant_sign.bin", block_bytes(11, True)),
+                              ("layer_02_out.bin", block_bytes(3, False))]
     s.append(1, make_acts(1))
     s.close()
     r = open_store(d)
@@ -571,15 +594,13 @@ def test_fsync_mode_round_trip(tmp_path, data):
     np.testing.assert_array_equal(r.read("quant/sign")[0], make_acts(0)["quant/sign"])
 
 
-def test_symlinked_layer_directory_refused(written, data, tmp_path):
-    """A hostile store cannot point a layer directory elsewhere (a resuming writer would clean files there)."""
+def test_symlinked_layer_file_refused(written, data, tmp_path):
+    """A hostile store cannot point a layer file elsewhere (a resuming writer would truncate it)."""
     d, _ = written
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    victim = outside / "e00000042.npy"
+    victim = tmp_path / "precious.bin"
     victim.write_bytes(b"precious")
-    (d / "layer_02_out").rename(tmp_path / "moved")
-    (d / "layer_02_out").symlink_to(outside)
+    (d / "layer_02_out.bin").rename(tmp_path / "moved")
+    (d / "layer_02_out.bin").symlink_to(victim)
     with pytest.raises(StoreError, match="symlink"):
         open_store(d)
     with pytest.raises(StoreError, match="symlink"):
