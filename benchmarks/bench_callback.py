@@ -4,10 +4,11 @@ Run: ``python -m benchmarks.bench_callback [--epochs 200] [--repeats 5]``
 
 Setup (REPRODUCTION.md, DNN baseline): 12-10-7-5-4-3-2 tanh net, 12-bit dataset (train on the 80 %
 split, batch 512, Adam 4e-4), analysis set = all 4096 inputs, schedule ``"all"`` (every epoch).
-Each repeat fits a fresh, identically seeded model three times: without the callback, with it
-(store commits on its background writer thread, the default) and with synchronous commits, in an
-order rotating between repeats, so all see the same machine load; every fit pays its own tracing,
-the callback its taps, extractor and store creation.  Reported: the median whole-fit time, the
+Each repeat fits a fresh, identically seeded model once per variant: without the callback, with it
+as configured by default (XLA extraction, synchronous commits), with commits on a background writer
+thread, and with the plain (non-XLA) extraction graph, in an order rotating between repeats, so all
+see the same machine load; every fit pays its own tracing, the callback its taps, extractor and
+store creation.  Reported: the median whole-fit time, the
 median of per-repeat paired ratios, and the median epoch wall time over all epochs of all repeats
 (one on_epoch_begin to the next, so every callback is included; the steady state of a long run,
 robust to load spikes from other processes).  Also measured, side by side in the same run:
@@ -15,11 +16,10 @@ one extraction of all taps by the callback's compiled function vs ``model.predic
 taps, and one ``ActivationStore.append``.  Prints medians and ratios and writes
 ``benchmarks/results/callback.csv``.
 
-A fourth, diagnostic variant records with every store commit skipped
-(``callback_no_store_writes``): extraction, checks and metrics only, so the table separates what
-the training thread pays from what the five file creations per epoch cost (the writer thread's
-CPU competes with training on two cores).  A fifth puts the store on ``/dev/shm`` (tmpfs, when it
-exists): same code, but no file-system journal or block-device work behind each new file.  The load average is printed before and after.
+A diagnostic variant records with every store commit skipped (``callback_no_store_writes``):
+extraction, checks and metrics only, so the table separates the extraction from the commit.
+Another puts the store on ``/dev/shm`` (tmpfs, when it exists): same code, no file-system journal
+or block device behind the writes.  The load average is printed before and after.
 """
 from __future__ import annotations
 
@@ -73,10 +73,11 @@ class _EpochTimer(tf.keras.callbacks.Callback):
 
 VARIANTS = {  # name -> IBCallback keyword arguments (None: no callback)
     "without_callback": None,
+    "callback_default": {},
     "callback_background_writes": {"background": True},
-    "callback_synchronous_writes": {"background": False},
-    "callback_no_store_writes": {"background": True, "_skip_appends": True},
-    "callback_store_on_tmpfs": {"background": True, "_tmpfs": True},
+    "callback_plain_graph": {"jit_compile": False},
+    "callback_no_store_writes": {"_skip_appends": True},
+    "callback_store_on_tmpfs": {"_tmpfs": True},
 }
 TMPFS = Path("/dev/shm")  # RAM-backed: no journal or block-device work behind each new file
 
@@ -160,12 +161,15 @@ def main(argv=None):
         # per-epoch pieces, side by side on one trained model
         model = _model(0)
         taps = representation_taps(model)
-        extractor = make_extractor(model, taps, batch_size=4096)
+        extractor = make_extractor(model, taps, batch_size=4096)  # the default: XLA when it compiles
+        plain = make_extractor(model, taps, batch_size=4096, jit_compile=False)
         prepared = extractor.prepare(x_all)
-        extractor(prepared)  # trace once
+        extractor(prepared)  # trace (and compile) once
+        plain(prepared)
         tap_model = tf.keras.Model(model.inputs, [t.tensor for t in taps])
         tap_model.predict(x_all, batch_size=4096, verbose=0)
         extract_ms = _median_ms(lambda: extractor(prepared), 200)
+        plain_ms = _median_ms(lambda: plain(prepared), 200)
         predict_ms = _median_ms(lambda: tap_model.predict(x_all, batch_size=4096, verbose=0), 30)
         acts = extractor(prepared)
         store = ActivationStore.create(workdir / "append", inputs=x_all, labels=y_all,
@@ -198,12 +202,14 @@ def main(argv=None):
             print(f"{'':30s} on_epoch_end itself: median {own:.2f} ms = {100 * own / base_epoch:.1f} % of a plain epoch")
     rows += [
         ("extract_all_taps_compiled", extract_ms, "ms", 1, 200, 1.0),
+        ("extract_all_taps_plain_graph", plain_ms, "ms", 1, 200, plain_ms / extract_ms),
         ("extract_all_taps_model_predict", predict_ms, "ms", 1, 30, predict_ms / extract_ms),
         ("store_append_one_epoch", append_ms, "ms", 1, 200, ""),
         ("load_average_start", load_start, "load", "", "", ""),
         ("load_average_end", os.getloadavg()[0], "load", "", "", ""),
     ]
-    print(f"per epoch, all 5 taps on 4096 inputs: compiled extractor {extract_ms:.2f} ms, "
+    print(f"per epoch, all 5 taps on 4096 inputs: compiled extractor {extract_ms:.2f} ms "
+          f"(XLA: {extractor.jit_compiled}), plain graph {plain_ms:.2f} ms (x{plain_ms / extract_ms:.2f}), "
           f"model.predict {predict_ms:.2f} ms (x{predict_ms / extract_ms:.1f}); store append {append_ms:.2f} ms")
     with open(RESULTS, "w", newline="") as fh:
         writer = csv.writer(fh)

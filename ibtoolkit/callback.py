@@ -18,13 +18,16 @@ or ``ib/<estimator>/<layer>/ixt`` (others) to the Keras ``logs``: they reach ``H
 recorded epochs, so those lists are shorter than ``loss``) and callbacks placed after this one
 (e.g. ``TensorBoard``).  The values are also stored with the epoch's metrics.
 
-Writing: the extraction runs in ``on_epoch_end`` (the weights change right after); the commit to
-the store (:meth:`ActivationStore.append`, events, status) runs by default on one background
-thread, in order, so disk writes overlap the next epoch's training.  At most two epochs are in
-flight (back-pressure beyond), an error of the writer is raised in the training thread at the next
-epoch or at the end of ``fit``, and ``on_train_end`` waits for every write.  A SIGKILL loses at most
-the epochs still in flight; every committed epoch stays readable.  ``background=False`` writes
-synchronously.
+Writing: the extraction runs in ``on_epoch_end`` (the weights change right after), by default as
+one XLA-compiled function (``jit_compile="auto"``), and the epoch is committed to the store
+(:meth:`ActivationStore.append`: one block appended to each layer file, one log line) before
+``on_epoch_end`` returns, so a SIGKILL after it loses nothing.  With ``background=True`` the commit
+and the other store writes (events, status) run on one writer thread instead, in order, overlapping
+the next epoch's training: at most two epochs are in flight (back-pressure beyond), an error of the
+writer is raised in the training thread at the next epoch or at the end of ``fit``,
+``on_train_end`` waits for every write, and a SIGKILL loses at most the epochs in flight.  It pays
+off only with spare cores and slow storage: on 2 cores the writer thread's CPU and GIL traffic cost
+training more than the commit itself (``benchmarks/bench_callback.py``), so it is off by default.
 
 Divergence (non-finite loss or activations, issue 7): an event ``diverged`` is recorded, the status
 set to ``diverged``, one warning issued, and nothing more is recorded; earlier epochs are kept and
@@ -50,7 +53,7 @@ import tensorflow as tf  # noqa: E402
 from .registry import get_estimator  # noqa: E402
 from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
 from .store import ActivationStore, run_metadata  # noqa: E402
-from .taps import make_extractor, representation_taps  # noqa: E402
+from .taps import check_jit_compile, make_extractor, representation_taps  # noqa: E402
 from .validation import as_labels  # noqa: E402
 
 __all__ = ["IBCallback", "DivergenceWarning", "default_directory"]
@@ -140,12 +143,17 @@ class IBCallback(tf.keras.callbacks.Callback):
         Dataset description for the manifest (name, split...); sizes are added automatically.
     batch_size : int
         Rows per extraction batch.
+    jit_compile : {"auto", True, False}
+        Compile the extraction with XLA: ``"auto"`` (default) when XLA can compile the model, else
+        the plain graph (see :class:`ibtoolkit.taps.Extractor`; continuous taps may then differ from
+        ``model.predict`` by a few float32 ulp).
     dtype : {"float32", "float16"}
         Storage type of continuous layers.
     verbose : int
         0 silent; 1 prints the store directory and the number of recorded epochs.
     background : bool
-        Commit epochs to the store on a background writer thread (default) or synchronously.
+        Commit epochs on a background writer thread (``True``) instead of synchronously in
+        ``on_epoch_end`` (``False``, the default; faster on few cores, see the module docstring).
     run : dict or None
         Run metadata kept as the store's ``manifest["run"]`` (JSON-serialisable), e.g. ``{"run_id":
         ..., "dataset": ..., "model": "bnn-ste_sign", "precision": "binary", "variant": "ste_sign",
@@ -156,7 +164,7 @@ class IBCallback(tf.keras.callbacks.Callback):
 
     def __init__(self, x, y, directory=None, schedule="log", n_points: int = DEFAULT_N_POINTS, layers=None,
                  estimators=None, dataset=None, batch_size: int = 4096, dtype: str = "float32", verbose: int = 0,
-                 background: bool = True, run=None):
+                 background: bool = False, run=None, jit_compile="auto"):
         super().__init__()
         x = np.asarray(x)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
@@ -178,6 +186,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
+        self.jit_compile = check_jit_compile(jit_compile)
         if dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
         self.dtype = dtype
@@ -210,6 +219,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._last_logs: dict = {}
         self._writer = None
         self._pending: deque = deque()
+        self._write_failed = False
 
     # ------------------------------------------------------------------ lifecycle
     def on_train_begin(self, logs=None):
@@ -218,7 +228,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         model = self.model
         if self._extractor is None or self._model_id != id(model):
             self.taps = representation_taps(model, self.layers)
-            self._extractor = make_extractor(model, self.taps, self.batch_size)
+            self._extractor = make_extractor(model, self.taps, self.batch_size, self.jit_compile)
             self._prepared = self._extractor.prepare(self.x)
             self._model_id = id(model)
         if self.directory is None:
@@ -233,6 +243,7 @@ class IBCallback(tf.keras.callbacks.Callback):
             binary=[t.binary for t in self.taps], model=_describe_model(model, self.taps), dataset=dataset,
             schedule=schedule, dtype=self.dtype, resume=True, run=self.run)
         self.store.set_status("running")
+        self._write_failed = False
         if self.background:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="IBCallback-writer")
         epochs = self.store.epochs
@@ -318,7 +329,19 @@ class IBCallback(tf.keras.callbacks.Callback):
             return
         if len(self._pending) >= 2:  # back-pressure: never more than two epochs in flight
             self._pending.popleft().result()
-        self._pending.append(self._writer.submit(fn, *args, **kwargs))
+        self._pending.append(self._writer.submit(self._after_good_writes, fn, *args, **kwargs))
+
+    def _after_good_writes(self, fn, *args, **kwargs) -> None:
+        """Writer thread: run ``fn`` unless an earlier write failed.  The store then stays exactly as the
+        failure left it (no later epoch after a missing one, no status ``complete``) while the error
+        travels to the training thread."""
+        if self._write_failed:
+            return
+        try:
+            fn(*args, **kwargs)
+        except BaseException:
+            self._write_failed = True
+            raise
 
     def _check_writes(self, wait: bool = False) -> None:
         """Re-raise, in the training thread, the first error of a finished (or, with wait, any) write."""

@@ -17,7 +17,7 @@ import tensorflow as tf
 from ibtoolkit import Estimator, get_estimator
 from ibtoolkit.callback import DivergenceWarning, IBCallback
 from ibtoolkit.models import mlp
-from ibtoolkit.store import StoreError, open_store
+from ibtoolkit.store import ActivationStore, StoreError, open_store
 
 import _callback_child as child
 
@@ -237,6 +237,8 @@ def test_bad_arguments_fail_before_training(tmp_path):
         IBCallback(x, y, estimators=["no_such_estimator"])
     with pytest.raises(ValueError, match="dtype"):
         IBCallback(x, y, dtype="float64")
+    with pytest.raises(ValueError, match="jit_compile"):
+        IBCallback(x, y, jit_compile="always")
     with pytest.raises(ValueError, match="NaN"):
         IBCallback(np.full((4, 12), np.nan), [0, 1, 0, 1])
     onehot = np.eye(2)[y]
@@ -372,3 +374,29 @@ def test_run_metadata_validated_at_construction(tmp_path, run, msg):
     x, y = _data(16)
     with pytest.raises(ValueError, match=msg):
         IBCallback(x, y, tmp_path / "r", run=run)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_failed_commit_stops_fit_and_keeps_the_epochs_before_it(tmp_path, monkeypatch, background):
+    """A commit that fails (the disk fills up at epoch 3) stops fit with its StoreError, raised in the
+    training thread also when commits run on the background writer.  Nothing after it is written: no
+    later epoch (no gap), no status "complete"; the run is marked interrupted and epochs 0-2 stay."""
+    x, y = _data()
+    model = _compiled(precision="binary")
+    real = ActivationStore.append
+
+    def disk_full_at_3(self, epoch, *args, **kwargs):
+        if epoch == 3:
+            time.sleep(0.3)  # slow failure: the background writer has later epochs queued by then
+            raise StoreError(f"{self.directory}: could not commit epoch 3: [Errno 28] No space left on device")
+        return real(self, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(ActivationStore, "append", disk_full_at_3)
+    cb = IBCallback(x, y, tmp_path / "run", schedule="all", background=background)
+    with pytest.raises(StoreError, match="could not commit epoch 3"):
+        model.fit(x, y, epochs=8, batch_size=128, verbose=0, callbacks=[cb])
+    cb.close()
+    store = open_store(tmp_path / "run")
+    np.testing.assert_array_equal(store.epochs, [0, 1, 2])
+    assert store.status == "interrupted"
+    np.testing.assert_array_equal(store.read("hidden_1").shape, (3, 256, 10))

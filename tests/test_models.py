@@ -208,3 +208,43 @@ def test_tap_errors():
         ex(np.zeros((5, 11), np.float32))
     with pytest.raises(ValueError, match="batch_size"):
         make_extractor(m, representation_taps(m), batch_size=0)
+
+
+@pytest.mark.parametrize("precision", ["full", "binary"])
+def test_xla_and_plain_extractors_agree(precision):
+    """XLA (the default when it compiles) changes only float rounding: ±1 taps are identical, tanh taps
+    agree to a few float32 ulp (XLA's tanh is a different approximation).  Three batches, one
+    partial, so XLA compiles two batch shapes."""
+    m = mlp(precision=precision, seed=6)
+    x = _pm1_inputs(1000)
+    taps = representation_taps(m)
+    xla = make_extractor(m, taps, batch_size=384, jit_compile=True)
+    plain = make_extractor(m, taps, batch_size=384, jit_compile=False)
+    a, b = xla(x), plain(x)
+    assert xla.jit_compiled is True and plain.jit_compiled is False
+    for name in a:
+        if precision == "binary":
+            np.testing.assert_array_equal(a[name], b[name])
+        else:
+            np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6)
+
+
+def test_jit_compile_falls_back_when_xla_cannot_compile():
+    """A host (numpy) op cannot run under XLA: "auto" falls back to the plain graph with the right
+    values, True raises naming XLA, and an unknown option is refused."""
+    inp = tf.keras.Input((4,))
+    h = tf.keras.layers.Dense(3, name="d1")(inp)
+    host = tf.keras.layers.Lambda(
+        lambda t: tf.ensure_shape(tf.numpy_function(np.tanh, [t], tf.float32), (None, 3)), name="host")(h)
+    m = tf.keras.Model(inp, tf.keras.layers.Dense(2, name="out")(host))
+    taps = representation_taps(m, layers=["host"])
+    x = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
+    auto = make_extractor(m, taps)
+    got = auto(x)
+    assert auto.jit_compiled is False
+    w, b = m.get_layer("d1").get_weights()
+    np.testing.assert_allclose(got["host"], np.tanh(x @ w + b), atol=1e-6)
+    with pytest.raises(RuntimeError, match="XLA could not compile"):
+        make_extractor(m, taps, jit_compile=True)(x)
+    with pytest.raises(ValueError, match="jit_compile"):
+        make_extractor(m, taps, jit_compile="yes")
