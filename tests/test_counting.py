@@ -172,15 +172,69 @@ def test_input_key_cache_reuses_only_equal_inputs(rng):
     assert info.all_distinct and info.ceiling == pytest.approx(math.log2(50))
 
 
-@pytest.mark.parametrize("odd", [0.5, 0.0, -0.0, 1.0000001, 3.0])
-def test_wide_float32_pm1_fast_path_falls_back_on_any_other_value(rng, odd):
+@pytest.mark.parametrize("odd", [0.5, 0.0, -0.0, 1.0000001, -1.0000001, 0.99999994, -0.99999994, 3.0, -2.0,
+                                 np.float32(1e-45), np.uint32(0x7FC00001).view(np.float32)])
+@pytest.mark.parametrize("where", [(0, 0), (1500, 37), (-1, -1)])   # first, a middle and the last block
+def test_wide_float32_pm1_fast_path_falls_back_on_any_other_value(rng, odd, where):
     """The blockwise ±1 path of wide float32 rows must hand any array holding one other value,
-    even in its last block, to the general path, which then keys it exactly."""
+    in any block, to the general path, which then keys it exactly.  The values include those
+    whose bits differ from ±1.0f in one mantissa bit either way, a denormal and a NaN payload."""
     t = _pm1(rng, 3000, 100, prototypes=400)
     assert C._pm1_float32_signs(t) is not None
-    t[-1, -1] = odd
+    t[where] = odd
     assert C._pm1_float32_signs(t) is None
+    if np.isfinite(odd):
+        assert_same_partition(C.row_keys(t, max_levels=256), t)
+
+
+@pytest.mark.parametrize("n,d", [(1000, 25), (777, 100), (130, 1024), (64, 33)])
+@pytest.mark.parametrize("block_entries", [1000, 1 << 18])
+def test_wide_float32_pm1_blocks_equal_whole_array_packing(rng, monkeypatch, n, d, block_entries):
+    """Blockwise packing (widths not a multiple of 8, N not a multiple of the block rows, blocks of
+    one row) gives the bits of ``np.packbits(t < 0)`` on the whole array, and the same keys."""
+    monkeypatch.setattr(C, "_BLOCK_ENTRIES", block_entries)
+    t = _pm1(rng, n, d, prototypes=n // 3)
+    np.testing.assert_array_equal(C._pm1_float32_signs(t), np.packbits(t < 0, axis=1))
     assert_same_partition(C.row_keys(t, max_levels=256), t)
+    assert_same_partition(C.row_keys(t.astype(np.int8), max_levels=256), t)
+
+
+def test_distinct_rows_of_all_distinct_rows_is_the_identity(rng):
+    """All hashes different: no grouping is needed, every row is its own group; one repeat
+    brings back the general grouping."""
+    t = rng.standard_normal((500, 7))
+    first, inverse, counts = C.distinct_rows(t)
+    np.testing.assert_array_equal(first, np.arange(500))
+    np.testing.assert_array_equal(inverse, np.arange(500))
+    np.testing.assert_array_equal(counts, np.ones(500))
+    t[400] = t[3]
+    first, inverse, counts = C.distinct_rows(t)
+    assert counts.size == 499 and inverse[400] == inverse[3]
+    np.testing.assert_array_equal(t[first[inverse]], t)
+
+
+@pytest.mark.parametrize("miller_madow", [False, True])
+def test_discrete_point_with_all_distinct_t_and_duplicate_inputs(rng, miller_madow):
+    """Every row of t distinct (wide codes): I(X;T) = H(T) - (H(X,T) - H(X)) = H(X) and
+    I(T;Y) = H(Y), Miller-Madow or not (each joint cell holds one sample, like each cell of t)."""
+    n = 600
+    x = rng.integers(0, 2, (n, 8)).astype(np.float64)          # 256 possible inputs: duplicates
+    t = _pm1(rng, n, 100)
+    y = rng.integers(0, 3, n)
+    kt = C.row_keys(t, max_levels=256)
+    assert C.counts(kt).size == n
+    xk = C.InputKeyCache().get(x)
+    assert not xk.all_distinct
+    ixt, ity, extras = C.discrete_point(xk, kt, y, miller_madow)
+
+    def brute(rows):
+        h = brute_entropy(rows)
+        return h + (len({tuple(r) for r in np.asarray(rows).reshape(n, -1).tolist()}) - 1) / (2 * n * math.log(2)) \
+            if miller_madow else h
+
+    assert ixt == pytest.approx(brute(x), abs=1e-9)
+    assert ity == pytest.approx(brute(y[:, None]), abs=1e-9)
+    assert extras["h_t"] == pytest.approx(brute(t), abs=1e-9)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -15,6 +15,7 @@ import ibtoolkit
 from ibtoolkit.estimator import LN2
 from estimators import _counting as counting
 from estimators._counting import distinct_rows
+from estimators import kde as kde_module
 from estimators.kde import KDEEstimator
 
 TOL_BITS = 1e-4
@@ -262,6 +263,37 @@ def test_permutation_of_samples_changes_nothing(rng):
     for key in ("ixt_lower", "ity_lower", "h_upper", "h_lower"):
         assert r2.extras[key] == pytest.approx(r1.extras[key], abs=1e-5)
     assert (r2.ixt, r2.ity) == pytest.approx((r1.ixt, r1.ity), abs=1e-5)
+
+
+def test_block_rows_follow_width_and_chunk_size():
+    est = KDEEstimator()
+    assert est._block_rows(4096, 10) == 416 and est._block_rows(10_000, 10) == 170
+    assert est._block_rows(10_000, 1024) == 1024 == est._block_rows(4096, 256)   # chunk_size caps
+    assert est._block_rows(100_000, 3) == 64 and est._block_rows(50, 3) == 50
+    assert KDEEstimator(chunk_size=7)._block_rows(4096, 10) == 7
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_block_size_changes_nothing(rng, monkeypatch, dtype):
+    """N = 1100 rows in blocks of 387 rows (the last one partial), of 7 rows, or in one block:
+    the same numbers, equal to the dense reference."""
+    n = 1100
+    x = rng.normal(size=(n, 5))
+    t = np.tanh(x @ rng.normal(size=(5, 10)))
+    t[1000:] = t[:100]                             # some repeated rows (the cut variant), not gathered
+    y = rng.integers(0, 3, n)
+    results = []
+    for entries, chunk_size, rows in ((1 << 18, 2048, 387), (1, 7, 7), (1 << 30, 2048, n)):
+        monkeypatch.setattr(kde_module, "_BLOCK_ENTRIES", entries)
+        est = KDEEstimator(dtype=dtype, chunk_size=chunk_size)
+        assert est._block_rows(n, 10) == rows
+        results.append(est.estimate(x, t, y))
+    ref = reference_nats(x, t, y, 0.1)
+    for r in results:
+        _assert_matches(r, ref)
+        for key in ("ixt_lower", "ity_lower", "h_upper", "h_lower"):
+            assert r.extras[key] == pytest.approx(results[0].extras[key], abs=1e-6)
+        assert (r.ixt, r.ity) == pytest.approx((results[0].ixt, results[0].ity), abs=1e-6)
 
 
 def test_translation_and_float64_agree(rng):

@@ -121,6 +121,25 @@ def test_ross_fallback_path_equals_full_neighbour_list():
     assert empty == pytest.approx(full, abs=1e-12)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_ross_second_list_equals_radius_count(monkeypatch, ties):
+    """Rows the first list does not resolve: the second, longer neighbour list gives exactly the
+    m_i of the per-class query + radius count (which it replaces), ties at d_i included; with a
+    second list too short for some rows, those rows take the radius count and the value is the same."""
+    rng = np.random.default_rng(10)
+    y = rng.choice(3, size=600, p=[0.7, 0.2, 0.1])
+    z = rng.normal(size=(600, 3)) + 0.4 * y[:, None]
+    if ties:                                       # a coarse grid: many equal distances, equal rows
+        z = np.round(z * 2) / 2
+    dist, idx = knn._neighbours(z, 4)
+    values = {}
+    for factor in (0, 1, 2, knn._SECOND_FACTOR, 200):   # 0: radius count only; 200: whole list
+        monkeypatch.setattr(knn, "_SECOND_FACTOR", factor)
+        values[factor], missing = knn._ross_nats(z, y, 3, dist, idx)
+        assert missing > 100
+    assert len(set(values.values())) == 1, values
+
+
 def test_ross_drops_singleton_classes():
     rng = np.random.default_rng(9)
     z = rng.normal(size=(300, 2))
