@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "pandas>=2.0",
     "joblib>=1.3",
     "tqdm>=4.66",
+    "zlib-ng>=0.5",  # SIMD CRC-32 for the activation store, same values as zlib.crc32, 13x faster
 ]
 
 EXTRAS_REQUIRE = {

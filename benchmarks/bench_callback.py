@@ -16,6 +16,12 @@ one extraction of all taps by the callback's compiled function vs ``model.predic
 taps, and one ``ActivationStore.append``.  Prints medians and ratios and writes
 ``benchmarks/results/callback.csv``.
 
+Second measure, robust to the machine's drift (on a shared host the plain epoch wanders between 8
+and 12 ms from minute to minute): within one fit of ``--block-epochs`` epochs the callback records
+ten epochs, then skips ten, and so on (an explicit schedule); the ratio of the median epoch while
+recording to the median epoch while not recording is the steady-state cost of recording every
+epoch, paired in time (``blocks_*`` rows), for the default and for background writes.
+
 A diagnostic variant records with every store commit skipped (``callback_no_store_writes``):
 extraction, checks and metrics only, so the table separates the extraction from the commit.
 Another puts the store on ``/dev/shm`` (tmpfs, when it exists): same code, no file-system journal
@@ -120,6 +126,26 @@ def _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed):
     return time.perf_counter() - start, timer.durations(), spent
 
 
+BLOCK = 10
+
+
+def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, **kwargs):
+    """(median ms of recording epochs, of non-recording epochs) over ``seeds`` fits of ``epochs`` epochs in
+    which the callback records BLOCK epochs, skips BLOCK, ... (the first block, which traces, is dropped)."""
+    on, off = [], []
+    recorded = [e for e in range(1, epochs + 1) if ((e - 1) // BLOCK) % 2 == 0]  # store epoch e ends Keras epoch e-1
+    for seed in range(seeds):
+        model = _model(seed)
+        timer = _EpochTimer()
+        cb = IBCallback(x, y, workdir / f"blocks-{time.perf_counter_ns()}", schedule=recorded, **kwargs)
+        model.fit(x_train, y_train, epochs=epochs, batch_size=512, verbose=0, callbacks=[timer, cb], shuffle=True)
+        d = np.diff(timer.stamps)
+        recording = (np.arange(epochs) // BLOCK) % 2 == 0
+        on.append(d[recording][BLOCK:])
+        off.append(d[~recording])
+    return 1e3 * float(np.median(np.concatenate(on))), 1e3 * float(np.median(np.concatenate(off)))
+
+
 def _median_ms(fn, n):
     times = []
     for _ in range(n):
@@ -133,6 +159,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--block-epochs", type=int, default=400, help="epochs per fit of the blocks measure")
+    parser.add_argument("--block-seeds", type=int, default=3, help="fits per variant of the blocks measure")
     args = parser.parse_args(argv)
 
     load_start = os.getloadavg()[0]
@@ -157,6 +185,14 @@ def main(argv=None):
                 inside[variant].append(spent)
                 print(f"repeat {r}: {variant:28s} {t:6.2f} s, median epoch {1e3 * np.median(per_epoch):6.2f} ms",
                       flush=True)
+
+        blocks = {}
+        for r in range(2):  # two rounds, variants alternating, so both see the same drift
+            for name, kwargs in (("default", {}), ("background_writes", {"background": True})):
+                on, off = _blocks(x_train, y_train, x_all, y_all, args.block_epochs, args.block_seeds, workdir, **kwargs)
+                blocks.setdefault(name, []).append((on, off))
+                print(f"blocks round {r}: {name:18s} recording {on:6.2f} ms, not recording {off:6.2f} ms, "
+                      f"ratio {on / off:.3f}", flush=True)
 
         # per-epoch pieces, side by side on one trained model
         model = _model(0)
@@ -200,6 +236,14 @@ def main(argv=None):
             own = 1e3 * float(np.median(np.concatenate(inside[name])))
             rows.append((f"on_epoch_end_{name}", own, "ms", args.epochs, args.repeats, own / base_epoch))
             print(f"{'':30s} on_epoch_end itself: median {own:.2f} ms = {100 * own / base_epoch:.1f} % of a plain epoch")
+    print(f"within-fit blocks of {BLOCK} epochs, {args.block_seeds} fits x {args.block_epochs} epochs x 2 rounds:")
+    for name, pairs in blocks.items():
+        on = statistics.median(p[0] for p in pairs)
+        off = statistics.median(p[1] for p in pairs)
+        ratio = statistics.median(p[0] / p[1] for p in pairs)
+        rows.append((f"blocks_{name}_recording_epoch", on, "ms", args.block_epochs, 2 * args.block_seeds, ratio))
+        rows.append((f"blocks_{name}_not_recording_epoch", off, "ms", args.block_epochs, 2 * args.block_seeds, 1.0))
+        print(f"{name:30s} recording epoch {on:6.2f} ms, not recording {off:6.2f} ms, ratio {ratio:.3f}")
     rows += [
         ("extract_all_taps_compiled", extract_ms, "ms", 1, 200, 1.0),
         ("extract_all_taps_plain_graph", plain_ms, "ms", 1, 200, plain_ms / extract_ms),

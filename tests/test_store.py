@@ -703,3 +703,16 @@ def test_run_metadata_validation(tmp_path, data, run, msg):
     with pytest.raises(ValueError, match=msg):
         create(tmp_path / "bad", data, run=run)
     assert not (tmp_path / "bad" / "manifest.json").exists()
+
+
+def test_store_crc32_is_zlibs():
+    """The store's CRC-32 (zlib-ng's SIMD code) gives zlib.crc32's values, so a numpy-only reader can
+    check blocks with the standard library: random buffers of many lengths, arrays and bytes."""
+    import zlib
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 64, 1000, 4096 * 29 * 4 + 3):
+        data = rng.integers(0, 256, n, dtype=np.uint8)
+        assert _atomic.crc32(data) == zlib.crc32(data) == _atomic.crc32(data.tobytes())
+    block = rng.standard_normal((N, 6)).astype(np.float32)
+    assert _atomic.crc32(block) == zlib.crc32(block.tobytes())
