@@ -34,7 +34,7 @@ class Analysis:
 
     phases: pd.DataFrame | None = None
     verdicts: object = None          # ibtoolkit.phases.summarise_verdicts(phases)
-    agreement: pd.DataFrame | None = None
+    agreement: object = None         # ibtoolkit.phases.AgreementResult (verdicts, pairs, vs_exact)
     dpi: pd.DataFrame | None = None
     saturation: pd.DataFrame | None = None
     failures: list = field(default_factory=list)
@@ -287,6 +287,18 @@ def _run_summary(runs, stores) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _agreement_tables(agreement) -> str:
+    """The estimator pairs and, when ``exact`` ran, each estimator against it, as markdown tables
+    (the per-layer verdicts are the phase table's columns already)."""
+    pairs = agreement.pairs[agreement.pairs["n_trajectories"] > 0]  # pairs never run on the same store: nothing to say
+    parts = ["Estimator pairs run on the same stores (share of equal verdicts, rank correlation of I(X;T) and "
+             "I(T;Y) over epochs):", "", markdown_table(pairs, max_rows=60)]
+    if len(agreement.vs_exact):
+        parts += ["", "Against `exact` (errors in bits on the same binary layers and epochs):", "",
+                  markdown_table(agreement.vs_exact, max_rows=60)]
+    return "\n".join(parts)
+
+
 def _check_tables(analysis: Analysis) -> list[str]:
     out = []
     for title, df, note in (
@@ -300,6 +312,8 @@ def _check_tables(analysis: Analysis) -> list[str]:
         out.append(f"### {title}\n\n{note}\n")
         if df is None:
             out.append("_not available (see failures)_\n")
+        elif hasattr(df, "pairs") and hasattr(df, "vs_exact"):
+            out.append(_agreement_tables(df) + "\n")
         elif isinstance(df, pd.DataFrame):
             out.append(markdown_table(df, max_rows=60) + "\n")
         else:

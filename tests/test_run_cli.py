@@ -46,6 +46,9 @@ def test_tiny_run_writes_every_output(tiny_run):
     report = (out / "report.md").read_text()
     for section in ("## Runs", "## Phases", "## Checks", "## Figures"):
         assert section in report
+    agreement = report.split("### Estimator agreement")[1].split("##")[0]
+    assert "| estimator_a | estimator_b |" in agreement and "| estimator | n_points |" in agreement
+    assert "Result(" not in report and "```" not in agreement  # tables, never a Python repr
     linked = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
     assert linked and all((out / rel).is_file() for rel in linked)
 
