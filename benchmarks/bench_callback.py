@@ -130,9 +130,10 @@ BLOCK = 10
 
 
 def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, **kwargs):
-    """(median ms of recording epochs, of non-recording epochs) over ``seeds`` fits of ``epochs`` epochs in
-    which the callback records BLOCK epochs, skips BLOCK, ... (the first block, which traces, is dropped)."""
-    on, off = [], []
+    """(median ms of recording epochs, of non-recording epochs, per-fit ratios) over ``seeds`` fits of
+    ``epochs`` epochs in which the callback records BLOCK epochs, skips BLOCK, ... (the first block,
+    which traces, is dropped)."""
+    on, off, ratios = [], [], []
     recorded = [e for e in range(1, epochs + 1) if ((e - 1) // BLOCK) % 2 == 0]  # store epoch e ends Keras epoch e-1
     for seed in range(seeds):
         model = _model(seed)
@@ -143,7 +144,8 @@ def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, **kwargs):
         recording = (np.arange(epochs) // BLOCK) % 2 == 0
         on.append(d[recording][BLOCK:])
         off.append(d[~recording])
-    return 1e3 * float(np.median(np.concatenate(on))), 1e3 * float(np.median(np.concatenate(off)))
+        ratios.append(float(np.median(on[-1]) / np.median(off[-1])))
+    return 1e3 * float(np.median(np.concatenate(on))), 1e3 * float(np.median(np.concatenate(off))), ratios
 
 
 def _median_ms(fn, n):
@@ -189,10 +191,11 @@ def main(argv=None):
         blocks = {}
         for r in range(2):  # two rounds, variants alternating, so both see the same drift
             for name, kwargs in (("default", {}), ("background_writes", {"background": True})):
-                on, off = _blocks(x_train, y_train, x_all, y_all, args.block_epochs, args.block_seeds, workdir, **kwargs)
-                blocks.setdefault(name, []).append((on, off))
+                on, off, ratios = _blocks(x_train, y_train, x_all, y_all, args.block_epochs, args.block_seeds,
+                                          workdir, **kwargs)
+                blocks.setdefault(name, []).append((on, off, ratios))
                 print(f"blocks round {r}: {name:18s} recording {on:6.2f} ms, not recording {off:6.2f} ms, "
-                      f"ratio {on / off:.3f}", flush=True)
+                      f"ratio {on / off:.3f} (per fit {', '.join(f'{q:.3f}' for q in ratios)})", flush=True)
 
         # per-epoch pieces, side by side on one trained model
         model = _model(0)
@@ -240,10 +243,12 @@ def main(argv=None):
     for name, pairs in blocks.items():
         on = statistics.median(p[0] for p in pairs)
         off = statistics.median(p[1] for p in pairs)
-        ratio = statistics.median(p[0] / p[1] for p in pairs)
-        rows.append((f"blocks_{name}_recording_epoch", on, "ms", args.block_epochs, 2 * args.block_seeds, ratio))
-        rows.append((f"blocks_{name}_not_recording_epoch", off, "ms", args.block_epochs, 2 * args.block_seeds, 1.0))
-        print(f"{name:30s} recording epoch {on:6.2f} ms, not recording {off:6.2f} ms, ratio {ratio:.3f}")
+        per_fit = [q for p in pairs for q in p[2]]
+        ratio = statistics.median(per_fit)
+        rows.append((f"blocks_{name}_recording_epoch", on, "ms", args.block_epochs, len(per_fit), ratio))
+        rows.append((f"blocks_{name}_not_recording_epoch", off, "ms", args.block_epochs, len(per_fit), 1.0))
+        print(f"{name:30s} recording epoch {on:6.2f} ms, not recording {off:6.2f} ms, ratio: median of "
+              f"{len(per_fit)} fits {ratio:.3f}, range {min(per_fit):.3f}-{max(per_fit):.3f}")
     rows += [
         ("extract_all_taps_compiled", extract_ms, "ms", 1, 200, 1.0),
         ("extract_all_taps_plain_graph", plain_ms, "ms", 1, 200, plain_ms / extract_ms),
