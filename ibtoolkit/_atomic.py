@@ -1,8 +1,11 @@
 """Private file-system helpers of the activation store: atomic writes, ``.npy`` bytes, a writer lock.
 
-Atomicity rests on one POSIX guarantee: ``rename``/``os.replace`` within one directory is atomic,
-so a reader sees either the old file or the complete new one, never a prefix.  Every file is
-written under a temporary name (``.<name>.tmp-<pid>``) in its final directory and renamed.
+Atomicity of whole files rests on one POSIX guarantee: ``rename``/``os.replace`` within one
+directory is atomic, so a reader sees either the old file or the complete new one, never a prefix.
+:func:`write_atomic` writes under a temporary name (``.<name>.tmp-<pid>``) in the final directory
+and renames (the store's manifest, inputs and labels).  The store's layer files are append-only
+instead: :func:`write_all` with an offset writes a block past the committed end, and the epoch log
+line that follows is what commits it (see :mod:`ibtoolkit.store`).
 
 Durability is a separate choice (``fsync``): without it a completed write lives in the kernel's
 page cache, which survives the death of the process (SIGKILL, OOM kill, Python crash) but not a

@@ -478,7 +478,8 @@ class ActivationStore:
         for lay in self._manifest["layers"]:
             path = self.directory / lay["file"]
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+                # created only while empty: a missing file with committed epochs is damage, not a fresh start
+                fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | (0 if committed else os.O_CREAT), 0o644)
                 self._data_fds[lay["file"]] = fd
                 size, end = os.fstat(fd).st_size, committed * lay["block"]["bytes"]
                 if size > end:

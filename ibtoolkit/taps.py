@@ -204,8 +204,8 @@ class Extractor:
     analysis set to tensors once, so a callback pays no conversion per epoch.
 
     ``jit_compile``: ``"auto"`` (default) compiles the graph with XLA, which fuses the many small ops
-    of a narrow network into a few kernels (the 12-10-7-5-4-3-2 tanh net on 4096 inputs: 0.41 ms
-    per call instead of 0.77 ms, ``benchmarks/bench_callback.py``), and falls back to the plain
+    of a narrow network into a few kernels (the 12-10-7-5-4-3-2 tanh net on 4096 inputs: about
+    0.4 ms per call instead of 0.8 ms, ``benchmarks/bench_callback.py``), and falls back to the plain
     graph when XLA cannot compile the model; ``True`` requires XLA (``RuntimeError`` if it fails);
     ``False`` never uses it.  After the first call :attr:`jit_compiled` says which one runs.  XLA's
     ``tanh``/``sigmoid`` are different float32 approximations from TensorFlow's: continuous taps may

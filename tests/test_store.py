@@ -716,3 +716,14 @@ def test_store_crc32_is_zlibs():
         assert _atomic.crc32(data) == zlib.crc32(data) == _atomic.crc32(data.tobytes())
     block = rng.standard_normal((N, 6)).astype(np.float32)
     assert _atomic.crc32(block) == zlib.crc32(block.tobytes())
+
+
+def test_missing_layer_file_refused_by_a_writer_and_not_recreated(written, data):
+    """A layer file deleted under a store with committed epochs is damage: a resuming writer refuses
+    (naming it) instead of starting an empty file that the log's offsets would not match."""
+    d, _ = written
+    (d / "layer_02_out.bin").unlink()
+    with pytest.raises(StoreError, match="layer_02_out.bin: cannot open the layer file"):
+        create(d, data)
+    assert not (d / "layer_02_out.bin").exists()
+    assert open_store(d).epochs.tolist() == [0, 1, 5]
