@@ -146,7 +146,7 @@ class IBCallback(tf.keras.callbacks.Callback):
     jit_compile : {"auto", True, False}
         Compile the extraction with XLA: ``"auto"`` (default) when XLA can compile the model, else
         the plain graph (see :class:`ibtoolkit.taps.Extractor`; continuous taps may then differ from
-        ``model.predict`` by a few float32 ulp).
+        ``model.predict`` by rounding, up to about 5e-6).
     dtype : {"float32", "float16"}
         Storage type of continuous layers.
     verbose : int

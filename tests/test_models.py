@@ -213,8 +213,9 @@ def test_tap_errors():
 @pytest.mark.parametrize("precision", ["full", "binary"])
 def test_xla_and_plain_extractors_agree(precision):
     """XLA (the default when it compiles) changes only float rounding: ±1 taps are identical, tanh taps
-    agree to a few float32 ulp (XLA's tanh is a different approximation).  Three batches, one
-    partial, so XLA compiles two batch shapes."""
+    agree within the documented 1e-5 (XLA's tanh is a different approximation and it reorders sums;
+    4.4e-6 is the largest difference measured on initial and trained 12-bit nets).  Three batches,
+    one partial, so XLA compiles two batch shapes."""
     m = mlp(precision=precision, seed=6)
     x = _pm1_inputs(1000)
     taps = representation_taps(m)
@@ -226,7 +227,7 @@ def test_xla_and_plain_extractors_agree(precision):
         if precision == "binary":
             np.testing.assert_array_equal(a[name], b[name])
         else:
-            np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6)
+            np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-5)
 
 
 def test_jit_compile_falls_back_when_xla_cannot_compile():
