@@ -257,8 +257,7 @@ def _estimate_cache_path(out: pathlib.Path, run_id: str, spec: dict, subsample=N
 def _store_token(store) -> str:
     """Identifies the recorded content of a store: cached estimates of another content are stale."""
     manifest = store.manifest
-    key = {"epochs": [int(e) for e in store.epochs], "created": manifest.get("created"),
-           "run": manifest.get("run") or (manifest.get("model") or {}).get("run"),
+    key = {"epochs": [int(e) for e in store.epochs], "created": manifest.get("created"), "run": store.run,
            "inputs": manifest.get("inputs"), "labels": manifest.get("labels")}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 

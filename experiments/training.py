@@ -12,9 +12,8 @@ the data (BNN inputs mapped to +-1 explicitly: Larq's sign maps 0 to +1, so {0,1
 become +1), builds and fits the model with :class:`ibtoolkit.IBCallback` writing to
 ``out_dir/runs/<run_id>``, and records the run metadata (dataset, model, precision, variant, seed and
 the training key of the run config) as the store's ``manifest["run"]`` (``IBCallback(run=...)``) so
-every information-plane row carries it.  Stores of earlier versions kept it in
-``manifest["model"]["run"]``; the readers here accept both.  Training
-is skipped when that store is already complete and was made from the same config.
+every information-plane row carries it.  Training is skipped when that store is already complete
+and was made from the same config.
 """
 from __future__ import annotations
 
@@ -93,9 +92,7 @@ def store_is_complete(directory, run_config=None) -> bool:
         return False
     if run_config is None:
         return True
-    manifest = store.manifest
-    run = manifest.get("run") or (manifest.get("model") or {}).get("run") or {}
-    recorded = run.get("training")
+    recorded = (store.run or {}).get("training")
     return recorded is not None and _canonical(recorded) == _canonical(_training_key(run_config))
 
 

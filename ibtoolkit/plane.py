@@ -458,8 +458,7 @@ def _unrecorded_divergence(store) -> dict[int, str]:
 def _run_metadata(store) -> dict[str, Any]:
     manifest = getattr(store, "manifest", None) or {}
     model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
-    run = manifest.get("run", model.get("run"))
-    run = run if isinstance(run, Mapping) else {}
+    run = manifest.get("run") if isinstance(manifest.get("run"), Mapping) else {}
     dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), Mapping) else {}
     meta = {}
     for key in _RUN_KEYS:
