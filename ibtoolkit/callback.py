@@ -52,9 +52,9 @@ import tensorflow as tf  # noqa: E402
 
 from .registry import get_estimator  # noqa: E402
 from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
-from .store import ActivationStore, run_metadata  # noqa: E402
+from .store import DTYPES, ActivationStore, run_metadata  # noqa: E402
 from .taps import check_jit_compile, make_extractor, representation_taps  # noqa: E402
-from .validation import as_labels  # noqa: E402
+from .validation import all_finite, as_labels, require_finite  # noqa: E402
 
 __all__ = ["IBCallback", "DivergenceWarning", "default_directory"]
 
@@ -171,8 +171,7 @@ class IBCallback(tf.keras.callbacks.Callback):
             raise ValueError(f"x must be a numeric array, got dtype {x.dtype}")
         if x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"x must have shape (N, features...) with N >= 1, got {x.shape}")
-        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-            raise ValueError("x contains NaN or infinite values")
+        require_finite(x, "x")
         self.x = x
         self.y = _analysis_labels(y, x.shape[0])
         if isinstance(schedule, str):
@@ -187,7 +186,7 @@ class IBCallback(tf.keras.callbacks.Callback):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
         self.jit_compile = check_jit_compile(jit_compile)
-        if dtype not in ("float32", "float16"):
+        if dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
         self.dtype = dtype
         self.verbose = int(verbose)
@@ -359,7 +358,7 @@ class IBCallback(tf.keras.callbacks.Callback):
 
     def _record(self, epoch: int, logs) -> None:
         acts = self._extractor(self._prepared)
-        bad = [name for name, a in acts.items() if not np.isfinite(a).all()]
+        bad = [name for name, a in acts.items() if not all_finite(a)]
         if bad:
             self._diverge(epoch, f"non-finite activations in {bad} at epoch {epoch}")
             return
