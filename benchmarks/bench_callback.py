@@ -1,6 +1,6 @@
 """Overhead of IBCallback on ``fit`` of the Shwartz-Ziv & Tishby network, recording every epoch.
 
-Run: ``python -m benchmarks.bench_callback [--epochs 200] [--repeats 5]``
+Run: ``python -m benchmarks.bench_callback [--epochs 200] [--repeats 7] [--block-epochs 400] [--block-seeds 3]``
 
 Setup (REPRODUCTION.md, DNN baseline): 12-10-7-5-4-3-2 tanh net, 12-bit dataset (train on the 80 %
 split, batch 512, Adam 4e-4), analysis set = all 4096 inputs, schedule ``"all"`` (every epoch).
