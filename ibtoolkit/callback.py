@@ -19,7 +19,10 @@ recorded epochs, so those lists are shorter than ``loss``) and callbacks placed 
 (e.g. ``TensorBoard``).  The values are also stored with the epoch's metrics.
 
 Writing: the extraction runs in ``on_epoch_end`` (the weights change right after), by default as
-one XLA-compiled function (``jit_compile="auto"``), and the epoch is committed to the store
+one XLA-compiled function (``jit_compile="auto"``).  XLA compiles (about 0.1 s) on a helper thread
+while Keras traces its first training step, so epoch 0 of a new store comes from the plain graph
+(the same values up to float rounding, see :class:`ibtoolkit.taps.Extractor`) and every later epoch
+from XLA.  Each epoch is committed to the store
 (:meth:`ActivationStore.append`: one block appended to each layer file, one log line) before
 ``on_epoch_end`` returns, so a SIGKILL after it loses nothing.  With ``background=True`` the commit
 and the other store writes (events, status) run on one writer thread instead, in order, overlapping
@@ -210,6 +213,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         self.taps = None
         self.store = None
         self._extractor = None
+        self._compiling = None     # Future of the background XLA compilation, until first waited for
         self._prepared = None
         self._model_id = None
         self._trained = 0          # epochs completed as far as this callback knows (absolute)
@@ -230,6 +234,11 @@ class IBCallback(tf.keras.callbacks.Callback):
             self._extractor = make_extractor(model, self.taps, self.batch_size, self.jit_compile)
             self._prepared = self._extractor.prepare(self.x)
             self._model_id = id(model)
+            if self._extractor.jit_compiled is None:  # XLA compiles beside Keras' tracing of epoch 1
+                self._extractor.trace(True)  # Keras layers are traced on this thread only
+                compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="IBCallback-xla")
+                self._compiling = compiler.submit(self._extractor.compile, self._prepared)
+                compiler.shutdown(wait=False)
         if self.directory is None:
             self.directory = default_directory(model.name)
         n_classes = int(self.y.max()) + 1
@@ -262,7 +271,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._end = int(self.params.get("epochs", epoch + 1)) + self._offset
         self._to_record = self._planned(current, self._end)
         if self._stored_last is None and not self._diverged:
-            self._record(current, {})
+            self._record(current, {}, initial=True)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._offset is None:  # defensive: fit always calls on_epoch_begin first
@@ -286,7 +295,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         try:
             if not self._diverged:
                 if self._stored_last is None and self._offset is None:  # fit ran no epoch at all
-                    self._record(self._start, {})
+                    self._record(self._start, {}, initial=True)
                 if (isinstance(self.schedule, str) and self._stored_last is not None
                         and self._trained > self._stored_last):
                     self._record(self._trained, self._last_logs)  # stopped early: the final state, as planned
@@ -294,6 +303,7 @@ class IBCallback(tf.keras.callbacks.Callback):
                     done = self._end is not None and self._trained >= self._end
                     self._write(self.store.set_status, "complete" if done else "interrupted")
             self._check_writes(wait=True)
+            self._wait_compile()  # jit_compile=True and XLA failed: say so even if no epoch needed it
         finally:
             self.close()
         if self.verbose:
@@ -307,6 +317,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         A run still ``running`` at that point is marked ``interrupted`` (an event gives ``reason``);
         every committed epoch stays.
         """
+        self._wait_compile(raise_errors=False)  # a failure was raised in fit already, or is moot now
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.shutdown(wait=True)
@@ -356,8 +367,27 @@ class IBCallback(tf.keras.callbacks.Callback):
             planned = epoch_schedule(self.schedule, max(end, int(wanted.max())), self.n_points)
         return {int(e) for e in planned if current < e <= end}
 
-    def _record(self, epoch: int, logs) -> None:
-        acts = self._extractor(self._prepared)
+    def _extract(self, initial: bool) -> dict[str, np.ndarray]:
+        """All taps now, as read-only views (no copy; the store only reads them).  While XLA still
+        compiles, the initial state of a new store (``initial``) comes from the plain graph; every
+        other epoch waits for the compilation and runs its result."""
+        if self._compiling is not None:
+            if initial:
+                return self._extractor.views(self._prepared, plain=True)
+            self._wait_compile()
+        return self._extractor.views(self._prepared)
+
+    def _wait_compile(self, raise_errors: bool = True) -> None:
+        """Wait for the background XLA compilation; its error (``jit_compile=True``) is raised here."""
+        compiling, self._compiling = self._compiling, None
+        if compiling is not None:
+            if raise_errors:
+                compiling.result()
+            else:
+                compiling.exception()
+
+    def _record(self, epoch: int, logs, initial: bool = False) -> None:
+        acts = self._extract(initial)
         bad = [name for name, a in acts.items() if not all_finite(a)]
         if bad:
             self._diverge(epoch, f"non-finite activations in {bad} at epoch {epoch}")
@@ -376,7 +406,8 @@ class IBCallback(tf.keras.callbacks.Callback):
             prefix = "ib" if i == 0 else f"ib/{name}"
             for tap in self.taps:
                 try:
-                    result = est.estimate(self._x_est, acts[tap.name], self.y)
+                    t = np.array(acts[tap.name])  # a writable copy: the extraction hands out read-only views
+                    result = est.estimate(self._x_est, t, self.y)
                 except ValueError as exc:  # reported in the store and warned about; training goes on
                     message = f"estimator {name!r} failed on layer {tap.name!r} at epoch {epoch}: {exc}"
                     self._write(self.store.add_event, "estimator_failed", message, epoch)

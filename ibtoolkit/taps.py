@@ -207,10 +207,16 @@ class Extractor:
     of a narrow network into a few kernels (the 12-10-7-5-4-3-2 tanh net on 4096 inputs: about
     0.4 ms per call instead of 0.8 ms, ``benchmarks/bench_callback.py``), and falls back to the plain
     graph when XLA cannot compile the model; ``True`` requires XLA (``RuntimeError`` if it fails);
-    ``False`` never uses it.  After the first call :attr:`jit_compiled` says which one runs.  XLA's
-    ``tanh``/``sigmoid`` are different float32 approximations from TensorFlow's and it fuses and
-    reorders arithmetic: continuous taps may differ from ``model.predict`` by rounding (at most 4.4e-6
-    measured on that net, initial and trained, on 0/1 and ±1 inputs); ±1 taps are the same.
+    ``False`` never uses it.  :attr:`jit_compiled` says which graph ordinary calls run: ``None``
+    until XLA has been tried, then ``True`` or ``False``.  XLA's ``tanh``/``sigmoid`` are different
+    float32 approximations from TensorFlow's and it fuses and reorders arithmetic: continuous taps
+    may differ from ``model.predict`` by rounding (at most 4.4e-6 measured on that net, initial and
+    trained, on 0/1 and ±1 inputs); ±1 taps are the same.
+
+    Compiling costs about 0.1 s once (the first XLA call of each batch shape).  :meth:`compile` does
+    it ahead of time and may run on another thread while this one makes ``plain=True`` calls, which
+    use the plain graph whatever ``jit_compile`` says; :class:`~ibtoolkit.IBCallback` records the
+    state before training that way while XLA compiles beside Keras' own tracing of the first epoch.
     """
 
     def __init__(self, model, taps: Sequence[Tap], batch_size: int = 4096, jit_compile="auto"):
@@ -227,7 +233,7 @@ class Extractor:
         self.widths = {t.name: t.width for t in taps}
         self.batch_size = int(batch_size)
         self.jit_compile = jit_compile
-        self.jit_compiled: bool | None = None  # known after the first call
+        self.jit_compiled: bool | None = False if jit_compile is False else None
         inp = model.inputs[0]
         self._input_shape = tuple(inp.shape[1:])
         self._input_dtype = inp.dtype
@@ -245,7 +251,7 @@ class Extractor:
         spec = tf.TensorSpec((None, *self._input_shape), self._input_dtype)
         self._fns = {xla: tf.function(run, input_signature=[spec], jit_compile=xla)
                      for xla in ([True, False] if jit_compile else [False])}
-        self._concrete = None  # the traced graph, called directly (see _graph)
+        self._graphs: dict = {}  # xla flag -> the concrete function of its one trace (see trace)
         self._compiled_shapes: set = set()  # batch shapes XLA has compiled (a failure shows on the first call)
 
     def prepare(self, x) -> list:
@@ -260,44 +266,83 @@ class Extractor:
         arr = arr.astype(self._input_dtype.as_numpy_dtype, copy=False)
         return [tf.constant(arr[i:i + self.batch_size]) for i in range(0, arr.shape[0], self.batch_size)]
 
-    def _graph(self, xla: bool):
-        """The concrete function of the one trace (the signature fixes it): calling it directly skips
-        ``tf.function``'s argument binding and trace lookup, about 0.2 ms of the ~1 ms per call here.
-        Variables are captured by reference, so it always sees the current weights."""
-        if self._concrete is None or self.jit_compiled is not xla:
-            self._concrete = self._fns[xla].get_concrete_function()
-            self.jit_compiled = xla
-        return self._concrete
+    def trace(self, xla: bool | None = None):
+        """Trace (once) and return the concrete function of the XLA (``xla=True``) or plain graph;
+        ``None``: the one ordinary calls use.  The signature fixes the trace, so calling it directly
+        skips ``tf.function``'s argument binding and trace lookup (about 0.2 ms of the ~1 ms per call
+        here); variables are captured by reference, so it always sees the current weights."""
+        if xla is None:
+            xla = self.jit_compiled is not False
+        graph = self._graphs.get(xla)
+        if graph is None:
+            graph = self._graphs[xla] = self._fns[xla].get_concrete_function()
+        return graph
 
-    def _run(self, batch) -> list:
+    def compile(self, x) -> bool:
+        """Compile the XLA graph now for every batch shape of ``x`` (a list from :meth:`prepare` or an
+        array), by running it once per shape and discarding the result; return :attr:`jit_compiled`.
+        With ``jit_compile="auto"`` a failure selects the plain graph; with ``True`` it raises
+        ``RuntimeError``.  Trace first (:meth:`trace`) on the thread that owns the model when this runs
+        on another one."""
+        if self.jit_compiled is not False:
+            batches = x if isinstance(x, list) else self.prepare(x)
+            for batch in {tuple(b.shape): b for b in batches}.values():
+                self._run(batch)
+                if self.jit_compiled is False:
+                    break
+        return bool(self.jit_compiled)
+
+    def _run(self, batch, plain: bool = False) -> list:
         """The taps of one batch; the first XLA call of each batch shape compiles it, and a failure
         there falls back to the plain graph (``jit_compile="auto"``) or raises (``True``)."""
         import tensorflow as tf
 
-        if self.jit_compiled is None:
-            self._graph(bool(self.jit_compile))
-        if not self.jit_compiled or tuple(batch.shape) in self._compiled_shapes:
-            return self._concrete(batch)
+        if plain or self.jit_compiled is False:
+            return self.trace(False)(batch)
+        graph = self.trace(True)
+        shape = tuple(batch.shape)
+        if shape in self._compiled_shapes:
+            return graph(batch)
         try:
-            outs = self._concrete(batch)
+            outs = graph(batch)
         except (tf.errors.OpError, ValueError, NotImplementedError) as exc:
             if self.jit_compile is True:
                 raise RuntimeError(f"XLA could not compile the taps of {self._sub.name!r} (use jit_compile="
                                    f"'auto' or False): {exc}") from exc
-            return self._graph(False)(batch)
-        self._compiled_shapes.add(tuple(batch.shape))
+            self.jit_compiled = False
+            return self.trace(False)(batch)
+        self._compiled_shapes.add(shape)
+        self.jit_compiled = True
         return outs
 
-    def __call__(self, x) -> dict[str, np.ndarray]:
+    def __call__(self, x, plain: bool = False) -> dict[str, np.ndarray]:
+        """``{tap name: (N, width) float32}`` for ``x`` (an array or a list from :meth:`prepare`), each
+        array a writable copy; ``plain=True`` runs the plain graph even when XLA is in use or compiling."""
+        return self._extract(x, plain, copy=True)
+
+    def views(self, x, plain: bool = False) -> dict[str, np.ndarray]:
+        """Like calling the extractor, but a single batch comes back as read-only views of the
+        function's output buffers instead of copies (``Tensor.numpy()`` copies: about 45 us per call
+        for the 475 kB of the 12-10-7-5-4-3-2 net on 4096 inputs, and as much cache traffic).  Two
+        views may share memory (a tap forwarded unchanged, e.g. through an identity)."""
+        return self._extract(x, plain, copy=False)
+
+    def _extract(self, x, plain: bool, copy: bool) -> dict[str, np.ndarray]:
         batches = x if isinstance(x, list) else self.prepare(x)
         if len(batches) == 1:
-            return {name: out.numpy() for name, out in zip(self.names, self._run(batches[0]))}
+            outs = self._run(batches[0], plain)
+            if copy:
+                return {name: out.numpy() for name, out in zip(self.names, outs)}
+            views = {name: np.asarray(out) for name, out in zip(self.names, outs)}
+            for view in views.values():
+                view.flags.writeable = False  # TensorFlow already marks them so; never write through one
+            return views
         n = sum(int(b.shape[0]) for b in batches)
         result = {name: np.empty((n, self.widths[name]), np.float32) for name in self.names}
         start = 0
         for batch in batches:
             stop = start + int(batch.shape[0])
-            for name, out in zip(self.names, self._run(batch)):
+            for name, out in zip(self.names, self._run(batch, plain)):
                 result[name][start:stop] = out.numpy()
             start = stop
         return result

@@ -18,6 +18,7 @@ from ibtoolkit import Estimator, get_estimator
 from ibtoolkit.callback import DivergenceWarning, IBCallback
 from ibtoolkit.models import mlp
 from ibtoolkit.store import ActivationStore, StoreError, open_store
+from ibtoolkit.taps import make_extractor
 
 import _callback_child as child
 
@@ -400,3 +401,62 @@ def test_failed_commit_stops_fit_and_keeps_the_epochs_before_it(tmp_path, monkey
     np.testing.assert_array_equal(store.epochs, [0, 1, 2])
     assert store.status == "interrupted"
     np.testing.assert_array_equal(store.read("hidden_1").shape, (3, 256, 10))
+
+
+def test_epoch_0_from_the_plain_graph_while_xla_compiles_then_xla(tmp_path):
+    """XLA compiles on a helper thread while Keras traces epoch 1, so epoch 0 of a new store is the
+    plain graph's output on the initial weights and every later epoch the XLA graph's, each equal
+    (bit for bit) to that graph run afterwards on the same weights; a second fit on the same
+    callback reuses the compiled graph."""
+    x, y = _data()
+    model = _compiled()
+    initial = model.get_weights()
+    cb = IBCallback(x, y, tmp_path / "run", schedule="all")
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[cb])
+    assert cb._extractor.jit_compiled is True
+    trained = model.get_weights()
+    store = open_store(tmp_path / "run")
+    plain = make_extractor(model, cb.taps, jit_compile=False)
+    xla = make_extractor(model, cb.taps, jit_compile=True)
+    model.set_weights(initial)
+    for layer, codes in plain(x).items():
+        np.testing.assert_array_equal(store.read(layer)[0], codes)
+    model.set_weights(trained)
+    for layer, codes in xla(x).items():
+        np.testing.assert_array_equal(store.read(layer)[2], codes)
+    extractor = cb._extractor
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[cb])
+    assert cb._extractor is extractor and cb._compiling is None
+    np.testing.assert_array_equal(open_store(tmp_path / "run").epochs, [0, 1, 2, 3])
+
+
+def _host_op_model():
+    inp = tf.keras.Input((12,))
+    h = tf.keras.layers.Dense(3, name="d1")(inp)
+    host = tf.keras.layers.Lambda(
+        lambda t: tf.ensure_shape(tf.numpy_function(np.tanh, [t], tf.float32), (None, 3)), name="host")(h)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(2, activation="softmax", name="out")(host))
+    model.compile(tf.keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", run_eagerly=True)
+    return model
+
+
+def test_xla_failure_in_the_background_compile(tmp_path):
+    """A model XLA cannot compile: with "auto" every epoch comes from the plain graph; with True the
+    first epoch after epoch 0 raises the compile error naming XLA and the store keeps epoch 0."""
+    x, y = _data()
+    model = _host_op_model()
+    cb = IBCallback(x, y, tmp_path / "auto", schedule="all", layers=["host"])
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[cb])
+    assert cb._extractor.jit_compiled is False
+    store = open_store(tmp_path / "auto")
+    np.testing.assert_array_equal(store.epochs, [0, 1, 2])
+    w, b = model.get_layer("d1").get_weights()
+    np.testing.assert_allclose(store.read("host")[-1], np.tanh(x @ w + b), atol=1e-6)
+
+    cb = IBCallback(x, y, tmp_path / "strict", schedule="all", layers=["host"], jit_compile=True)
+    with pytest.raises(RuntimeError, match="XLA could not compile"):
+        _host_op_model().fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[cb])
+    cb.close()
+    store = open_store(tmp_path / "strict")
+    np.testing.assert_array_equal(store.epochs, [0])
+    assert store.status == "interrupted"

@@ -230,6 +230,44 @@ def test_xla_and_plain_extractors_agree(precision):
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("jit_compile", [False, "auto"])
+def test_extractor_arrays_own_their_memory(jit_compile):
+    """Calling the extractor returns writable arrays that own their memory, although the plain graph
+    forwards buffers through identities: a tap of the input itself and two taps of one tensor (a
+    Dense layer and the Dropout after it) come back as separate arrays, and writing into them changes
+    neither each other nor the next call.  ``views`` gives the same values without copying, read-only,
+    so nothing can write through a view into the input or another tap."""
+    inp = tf.keras.Input((4,))
+    ident = tf.keras.layers.Lambda(lambda t: t, name="ident")(inp)
+    h = tf.keras.layers.Dense(3, activation="tanh", name="d1")(ident)
+    drop = tf.keras.layers.Dropout(0.5, name="drop")(h)
+    m = tf.keras.Model(inp, tf.keras.layers.Dense(2, name="out")(drop))
+    taps = representation_taps(m, layers=["ident", "d1", "drop"])
+    ex = make_extractor(m, taps, jit_compile=jit_compile)
+    x = np.random.default_rng(2).normal(size=(20, 4)).astype(np.float32)
+    batches = ex.prepare(x)
+    first = ex(batches)
+    w, b = m.get_layer("d1").get_weights()
+    np.testing.assert_array_equal(first["ident"], x)
+    np.testing.assert_allclose(first["d1"], np.tanh(x @ w + b), atol=1e-5)
+    arrays = list(first.values()) + [np.asarray(batches[0])]
+    for i, a in enumerate(arrays):
+        for other in arrays[i + 1:]:
+            assert not np.may_share_memory(a, other)
+    for a in first.values():
+        a += 100.0
+    again = ex(batches)
+    np.testing.assert_array_equal(again["ident"], x)
+    np.testing.assert_array_equal(again["d1"], again["drop"])
+    np.testing.assert_allclose(again["d1"], np.tanh(x @ w + b), atol=1e-5)
+    views = ex.views(batches)
+    for name, view in views.items():
+        np.testing.assert_array_equal(view, again[name])
+        assert not view.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            view += 1.0
+
+
 def test_jit_compile_falls_back_when_xla_cannot_compile():
     """A host (numpy) op cannot run under XLA: "auto" falls back to the plain graph with the right
     values, True raises naming XLA, and an unknown option is refused."""
