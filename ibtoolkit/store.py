@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _atomic
+from ._bits import pack_pm1_float32
 from .validation import as_labels, as_samples
 
 __all__ = ["StoreError", "ActivationStore", "open_store", "run_metadata", "SCHEMA_VERSION", "FORMAT"]
@@ -572,18 +573,19 @@ class ActivationStore:
         for lay in self._manifest["layers"]:
             name, width = lay["name"], lay["width"]
             a = np.asarray(activations[name])
-            if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool) \
-                    or np.issubdtype(a.dtype, np.complexfloating):
+            if a.dtype.kind not in "biuf":  # bool, signed, unsigned, float: real numbers only
                 raise ValueError(f"layer {name!r}: activations must be real numbers, got dtype {a.dtype}")
             if a.shape != (self._n, width):
                 raise ValueError(f"layer {name!r}: expected shape ({self._n}, {width}), got {a.shape}")
             if lay["binary"]:
-                ok = (a == 1) | (a == -1)
-                if not ok.all():
-                    bad = a[~ok].flat[0]
-                    raise ValueError(f"layer {name!r} is binary but holds {int((~ok).sum())} value(s) other than "
-                                     f"+1/-1 (e.g. {bad!r})")
-                block = _pack_signs(a)
+                block = pack_pm1_float32(a) if a.dtype == np.float32 else None  # test and pack in one pass
+                if block is None:
+                    ok = (a == 1) | (a == -1)
+                    if not ok.all():
+                        bad = a[~ok].flat[0]
+                        raise ValueError(f"layer {name!r} is binary but holds {int((~ok).sum())} value(s) other "
+                                         f"than +1/-1 (e.g. {bad!r})")
+                    block = _pack_signs(a)
             else:
                 block = np.ascontiguousarray(a, dtype=self._dtype)
             out.append((lay, block))

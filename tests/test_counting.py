@@ -7,6 +7,8 @@ import pytest
 
 import ibtoolkit  # noqa: F401  (sets the Keras mode before anything else)
 from estimators import _counting as C
+from ibtoolkit import _bits as bits
+from ibtoolkit._bits import pack_pm1_float32
 
 
 def first_index_of_equal(rows):
@@ -180,21 +182,23 @@ def test_wide_float32_pm1_fast_path_falls_back_on_any_other_value(rng, odd, wher
     in any block, to the general path, which then keys it exactly.  The values include those
     whose bits differ from ±1.0f in one mantissa bit either way, a denormal and a NaN payload."""
     t = _pm1(rng, 3000, 100, prototypes=400)
-    assert C._pm1_float32_signs(t) is not None
+    assert pack_pm1_float32(t, positive_bit=False) is not None
     t[where] = odd
-    assert C._pm1_float32_signs(t) is None
+    assert pack_pm1_float32(t, positive_bit=False) is None
     if np.isfinite(odd):
         assert_same_partition(C.row_keys(t, max_levels=256), t)
 
 
-@pytest.mark.parametrize("n,d", [(1000, 25), (777, 100), (130, 1024), (64, 33)])
+@pytest.mark.parametrize("n,d", [(1000, 25), (777, 100), (130, 1024), (64, 33), (4096, 10), (50, 3), (9, 8)])
 @pytest.mark.parametrize("block_entries", [1000, 1 << 18])
 def test_wide_float32_pm1_blocks_equal_whole_array_packing(rng, monkeypatch, n, d, block_entries):
     """Blockwise packing (widths not a multiple of 8, N not a multiple of the block rows, blocks of
-    one row) gives the bits of ``np.packbits(t < 0)`` on the whole array, and the same keys."""
-    monkeypatch.setattr(C, "_BLOCK_ENTRIES", block_entries)
+    one row) gives the bits of ``np.packbits(t < 0)`` (the estimators' keys) and ``np.packbits(t > 0)``
+    (the store's format, zero padding bits) on the whole array, and the same keys."""
+    monkeypatch.setattr(bits, "BLOCK_ENTRIES", block_entries)
     t = _pm1(rng, n, d, prototypes=n // 3)
-    np.testing.assert_array_equal(C._pm1_float32_signs(t), np.packbits(t < 0, axis=1))
+    np.testing.assert_array_equal(pack_pm1_float32(t, positive_bit=False), np.packbits(t < 0, axis=1))
+    np.testing.assert_array_equal(pack_pm1_float32(t), np.packbits(t > 0, axis=1))
     assert_same_partition(C.row_keys(t, max_levels=256), t)
     assert_same_partition(C.row_keys(t.astype(np.int8), max_levels=256), t)
 
@@ -241,4 +245,5 @@ def test_discrete_point_with_all_distinct_t_and_duplicate_inputs(rng, miller_mad
 def test_wide_float32_pm1_fast_path_refuses_non_finite(rng, bad):
     t = _pm1(rng, 3000, 100)
     t[1234, 56] = bad
-    assert C._pm1_float32_signs(t) is None
+    assert pack_pm1_float32(t, positive_bit=False) is None
+    assert pack_pm1_float32(t) is None
