@@ -16,6 +16,7 @@ __all__ = ["pack_pm1_float32"]
 ABS_BITS = np.uint32(0x7FFFFFFF)      # every bit of a float32 but the sign
 ONE_BITS = np.uint32(0x3F800000)      # the bits of 1.0f (and of -1.0f without its sign bit)
 BLOCK_ENTRIES = 1 << 18               # entries per block (1 MiB of float32): the block stays in cache
+_BIT_VALUES = (2.0 ** np.arange(7, -1, -1)).astype(np.float32)  # 128, 64, ..., 1: packbits' bit order
 
 
 def pack_pm1_float32(a: np.ndarray, positive_bit: bool = True) -> np.ndarray | None:
@@ -25,8 +26,8 @@ def pack_pm1_float32(a: np.ndarray, positive_bit: bool = True) -> np.ndarray | N
     zero: ``np.packbits(a > 0, axis=1)`` with ``positive_bit=True`` (the activation store's format) and
     ``np.packbits(a < 0, axis=1)`` (the sign bits) with ``positive_bit=False``.  One pass in
     cache-sized blocks of rows; it stops at the first block holding any other value (0, -0, NaN, inf,
-    1 ± one ulp...), so arrays that are not ±1 cost one block.  At 4096 x 10 it takes about a third of
-    the time of the check and ``packbits`` it replaces.
+    1 ± one ulp...), so arrays that are not ±1 cost one block.  Against ``(a == 1) | (a == -1)``
+    and ``packbits``: 32 instead of 60 us at 4096 x 10, 3.5 instead of 13.5 ms at 10 000 x 1024.
     """
     if a.dtype != np.float32 or a.ndim != 2:
         raise ValueError(f"pack_pm1_float32 needs a 2-D float32 array, got {a.dtype} of shape {a.shape}")
@@ -35,10 +36,12 @@ def pack_pm1_float32(a: np.ndarray, positive_bit: bool = True) -> np.ndarray | N
     u = a.view(np.uint32)
     nbytes = (d + 7) // 8
     rows = max(1, BLOCK_ENTRIES // max(d, 1))
-    # rows padded to whole bytes with False bits, so that one flat packbits packs every row (packbits
-    # along axis 1 is 3x slower at small d); ufuncs write their contiguous result, a copy pads it
-    # (writing through the strided view with out= is slower still)
-    padded = np.zeros((min(rows, n), nbytes * 8), bool) if d % 8 else None
+    # narrow rows that do not fill their bytes (the 12-10-7-5-4-3-2 net): each byte is one BLAS
+    # product; other widths: rows padded to whole bytes with False bits, so that one flat packbits
+    # packs every row (packbits along axis 1 is 3x slower at small d); ufuncs write their contiguous
+    # result, a copy pads it (writing through the strided view with out= is slower still)
+    by_product = d < 16 and d % 8 != 0
+    padded = np.zeros((min(rows, n), nbytes * 8), bool) if d % 8 and not by_product else None
     packed = np.empty((n, nbytes), np.uint8)
     for start in range(0, n, rows):  # loop over blocks of rows, not samples
         block = u[start:start + rows]
@@ -46,9 +49,33 @@ def pack_pm1_float32(a: np.ndarray, positive_bit: bool = True) -> np.ndarray | N
         if ((np.bitwise_and.reduce(block, axis=None) & ABS_BITS) != ONE_BITS
                 or (np.bitwise_or.reduce(block, axis=None) & ABS_BITS) != ONE_BITS):
             return None
+        if by_product:
+            _pack_by_product(a[start:start + r], positive_bit, packed[start:start + r])
+            continue
         bits = np.greater(a[start:start + r], 0) if positive_bit else np.signbit(a[start:start + r])
         if padded is not None:
             padded[:r, :d] = bits
             bits = padded[:r]
         packed[start:start + r] = np.packbits(bits.reshape(-1)).reshape(r, nbytes)
     return packed
+
+
+def _pack_by_product(a: np.ndarray, positive_bit: bool, out: np.ndarray) -> None:
+    """Pack ±1 rows of at most 16 columns into ``out`` by one matrix-vector product per byte.
+
+    With bit values :math:`w_k = 2^{7-k}` and entries :math:`a_k = \\pm 1`, the byte of the bits
+    :math:`b_k = [a_k > 0]` is :math:`\\sum_k w_k b_k = (a \\cdot w + \\sum_k w_k) / 2` (and of
+    :math:`[a_k < 0]`, :math:`(\\sum_k w_k - a \\cdot w) / 2`): integers below 2^9, exact in float32
+    whatever the order of the sums.  The whole test and pack then takes 32 instead of 41 us at
+    4096 x 10 and 14 instead of 34 at 4096 x 3.
+    """
+    for j in range(out.shape[1]):
+        w = _BIT_VALUES[:min(8, a.shape[1] - 8 * j)]
+        s = a[:, 8 * j:8 * j + w.size] @ w
+        if positive_bit:
+            s += w.sum()
+            s *= 0.5
+        else:
+            s -= w.sum()
+            s *= -0.5
+        out[:, j] = s

@@ -189,7 +189,7 @@ def test_wide_float32_pm1_fast_path_falls_back_on_any_other_value(rng, odd, wher
         assert_same_partition(C.row_keys(t, max_levels=256), t)
 
 
-@pytest.mark.parametrize("n,d", [(1000, 25), (777, 100), (130, 1024), (64, 33), (4096, 10), (50, 3), (9, 8)])
+@pytest.mark.parametrize("n,d", [(1000, 25), (777, 100), (130, 1024), (64, 33), (4096, 10), (50, 3), (9, 8), (300, 15), (7, 1)])
 @pytest.mark.parametrize("block_entries", [1000, 1 << 18])
 def test_wide_float32_pm1_blocks_equal_whole_array_packing(rng, monkeypatch, n, d, block_entries):
     """Blockwise packing (widths not a multiple of 8, N not a multiple of the block rows, blocks of
