@@ -8,13 +8,21 @@ Each repeat fits a fresh, identically seeded model once per variant: without the
 as configured by default (XLA extraction, synchronous commits), with commits on a background writer
 thread, and with the plain (non-XLA) extraction graph, in an order rotating between repeats, so all
 see the same machine load; every fit pays its own tracing, the callback its taps, extractor and
-store creation.  Reported: the median whole-fit time, the
+store creation.  Python's collector runs a full collection before each fit: a full collection
+of this process (TensorFlow, Keras, every model built so far) takes about 0.2 s, and without it one
+lands in whichever fit the allocation counters happen to trip, adding up to 8 % to a 200-epoch fit
+at random.  Reported: the median whole-fit time, the
 median of per-repeat paired ratios, and the median epoch wall time over all epochs of all repeats
 (one on_epoch_begin to the next, so every callback is included; the steady state of a long run,
 robust to load spikes from other processes).  Also measured, side by side in the same run:
 one extraction of all taps by the callback's compiled function vs ``model.predict`` of the same
 taps, and one ``ActivationStore.append``.  Prints medians and ratios and writes
 ``benchmarks/results/callback.csv``.
+
+The same whole-fit comparison (without / with the default callback) also runs on the other setups
+of REPRODUCTION.md for this network: the DNN with batch 256 (Saxe et al.) and the study's BNN
+(``ste_sign``, ±1 inputs, batch 256, Adam 1e-3, bit-packed taps), ``setup_*`` rows.  A recorded
+epoch costs about the same time in every setup, so the ratio falls as the epoch gets longer.
 
 Second measure, robust to the machine's drift (on a shared host the plain epoch wanders between 8
 and 12 ms from minute to minute): within one fit of ``--block-epochs`` epochs the callback records
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import os
 import shutil
 import statistics
@@ -45,7 +54,7 @@ import numpy as np  # noqa: E402
 import ibtoolkit  # noqa: E402, F401
 import tensorflow as tf  # noqa: E402
 
-from experiments.datasets import tishby_dataset  # noqa: E402
+from experiments.datasets import tishby_dataset, to_pm1  # noqa: E402
 from ibtoolkit.callback import IBCallback  # noqa: E402
 from ibtoolkit.models import mlp  # noqa: E402
 from ibtoolkit.store import ActivationStore  # noqa: E402
@@ -54,10 +63,19 @@ from ibtoolkit.taps import make_extractor, representation_taps  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "callback.csv"
 
 
-def _model(seed):
-    model = mlp(seed=seed)
-    model.compile(tf.keras.optimizers.Adam(4e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+def _model(seed, precision="full", lr=4e-4):
+    model = mlp(seed=seed, precision=precision)
+    model.compile(tf.keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+#: The network in the setups of REPRODUCTION.md: name -> (precision, batch size, Adam learning rate).
+#: The first is the one every variant runs on; the others run without and with the default callback.
+CONFIGS = {
+    "dnn_batch512": ("full", 512, 4e-4),     # DNN baseline (Shwartz-Ziv & Tishby), the shortest epoch
+    "dnn_batch256": ("full", 256, 4e-4),     # the same with Saxe et al.'s batch size
+    "bnn_batch256": ("binary", 256, 1e-3),   # the study's BNN: ste_sign, +-1 inputs, bit-packed taps
+}
 
 
 class _EpochTimer(tf.keras.callbacks.Callback):
@@ -107,9 +125,12 @@ class _TimedIBCallback(IBCallback):
         self.spent.append(time.perf_counter() - t0)
 
 
-def _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed):
+def _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed, config="dnn_batch512"):
     """(whole fit seconds, per-epoch durations, per-epoch time inside the callback) of one fresh fit."""
-    model = _model(seed)
+    precision, batch_size, lr = CONFIGS[config]
+    if precision == "binary":
+        x_train, x = to_pm1(x_train), to_pm1(x)
+    model = _model(seed, precision, lr)
     timer = _EpochTimer()
     callbacks = [timer]
     if VARIANTS[variant] is not None:
@@ -118,8 +139,9 @@ def _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed):
         if kwargs.pop("_tmpfs", False):
             root = Path(tempfile.mkdtemp(prefix="bench_callback_", dir=TMPFS))
         callbacks.append(_TimedIBCallback(x, y, root / f"run-{time.perf_counter_ns()}", schedule="all", **kwargs))
+    gc.collect()  # every fit starts from the same collector state (see the module docstring)
     start = time.perf_counter()
-    model.fit(x_train, y_train, epochs=epochs, batch_size=512, verbose=0, callbacks=callbacks, shuffle=True)
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks, shuffle=True)
     spent = np.asarray(callbacks[-1].spent[1:]) if len(callbacks) > 1 else np.zeros(0)
     if len(callbacks) > 1 and callbacks[-1].directory.parent != workdir:
         shutil.rmtree(callbacks[-1].directory.parent, ignore_errors=True)
@@ -139,6 +161,7 @@ def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, **kwargs):
         model = _model(seed)
         timer = _EpochTimer()
         cb = IBCallback(x, y, workdir / f"blocks-{time.perf_counter_ns()}", schedule=recorded, **kwargs)
+        gc.collect()
         model.fit(x_train, y_train, epochs=epochs, batch_size=512, verbose=0, callbacks=[timer, cb], shuffle=True)
         d = np.diff(timer.stamps)
         recording = (np.arange(epochs) // BLOCK) % 2 == 0
@@ -187,6 +210,15 @@ def main(argv=None):
                 inside[variant].append(spent)
                 print(f"repeat {r}: {variant:28s} {t:6.2f} s, median epoch {1e3 * np.median(per_epoch):6.2f} ms",
                       flush=True)
+
+        others = {c: {"without_callback": [], "callback_default": []} for c in list(CONFIGS)[1:]}
+        for r in range(args.repeats):
+            for config, runs in others.items():
+                for variant in list(runs)[r % 2:] + list(runs)[:r % 2]:
+                    t, _, _ = _fit_seconds(x_train, y_train, x_all, y_all, args.epochs, variant, workdir, seed=r,
+                                           config=config)
+                    runs[variant].append(t)
+                    print(f"repeat {r}: {config} {variant:20s} {t:6.2f} s", flush=True)
 
         blocks = {}
         for r in range(2):  # two rounds, variants alternating, so both see the same drift
@@ -239,6 +271,16 @@ def main(argv=None):
             own = 1e3 * float(np.median(np.concatenate(inside[name])))
             rows.append((f"on_epoch_end_{name}", own, "ms", args.epochs, args.repeats, own / base_epoch))
             print(f"{'':30s} on_epoch_end itself: median {own:.2f} ms = {100 * own / base_epoch:.1f} % of a plain epoch")
+    print(f"by setup (REPRODUCTION.md), {args.epochs} epochs, {args.repeats} repeats, without and with the default callback:")
+    setups = {"dnn_batch512": {v: whole[v] for v in ("without_callback", "callback_default")}, **others}
+    for config, runs in setups.items():
+        base = statistics.median(runs["without_callback"])
+        med = statistics.median(runs["callback_default"])
+        paired = statistics.median(a / b for a, b in zip(runs["callback_default"], runs["without_callback"]))
+        rows.append((f"setup_{config}_fit_without_callback", base, "s", args.epochs, args.repeats, 1.0))
+        rows.append((f"setup_{config}_fit_callback_default", med, "s", args.epochs, args.repeats, med / base))
+        rows.append((f"setup_{config}_paired_ratio", paired, "ratio", args.epochs, args.repeats, paired))
+        print(f"{config:30s} without {base:6.2f} s, with {med:6.2f} s: ratio {med / base:.3f}, paired {paired:.3f}")
     print(f"within-fit blocks of {BLOCK} epochs, {args.block_seeds} fits x {args.block_epochs} epochs x 2 rounds:")
     for name, pairs in blocks.items():
         on = statistics.median(p[0] for p in pairs)
