@@ -8,10 +8,13 @@ Each repeat fits a fresh, identically seeded model once per variant: without the
 as configured by default (XLA extraction, synchronous commits), with commits on a background writer
 thread, and with the plain (non-XLA) extraction graph, in an order rotating between repeats, so all
 see the same machine load; every fit pays its own tracing, the callback its taps, extractor and
-store creation.  Python's collector runs a full collection before each fit: a full collection
-of this process (TensorFlow, Keras, every model built so far) takes about 0.2 s, and without it one
-lands in whichever fit the allocation counters happen to trip, adding up to 8 % to a 200-epoch fit
-at random.  Reported: the median whole-fit time, the
+store creation.  Each fit's store is deleted after it, and before each timed fit the writes are
+flushed (``os.sync``) and Python's collector runs a full collection, so that no fit pays for an
+earlier one: with the stores of earlier fits kept (6-7 GB of page cache by the end of a run) the
+store's commit became 5-8x slower on this virtual machine (each layer's ``pwrite`` 184 us instead of
+25), and a full collection of this process (TensorFlow, Keras, every model built so far) takes about
+0.2 s and lands in whichever fit the allocation counters trip, adding up to 8 % to a 200-epoch fit at
+random.  A fit's own writes, write-back and collections stay in its time.  Reported: the median whole-fit time, the
 median of per-repeat paired ratios, and the median epoch wall time over all epochs of all repeats
 (one on_epoch_begin to the next, so every callback is included; the steady state of a long run,
 robust to load spikes from other processes).  Also measured, side by side in the same run:
@@ -139,13 +142,22 @@ def _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed, config=
         if kwargs.pop("_tmpfs", False):
             root = Path(tempfile.mkdtemp(prefix="bench_callback_", dir=TMPFS))
         callbacks.append(_TimedIBCallback(x, y, root / f"run-{time.perf_counter_ns()}", schedule="all", **kwargs))
-    gc.collect()  # every fit starts from the same collector state (see the module docstring)
+    _settle()
     start = time.perf_counter()
     model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks, shuffle=True)
+    seconds = time.perf_counter() - start
     spent = np.asarray(callbacks[-1].spent[1:]) if len(callbacks) > 1 else np.zeros(0)
-    if len(callbacks) > 1 and callbacks[-1].directory.parent != workdir:
-        shutil.rmtree(callbacks[-1].directory.parent, ignore_errors=True)
-    return time.perf_counter() - start, timer.durations(), spent
+    if len(callbacks) > 1:  # this fit's store only weighs on this fit (module docstring)
+        store_dir = callbacks[-1].directory
+        shutil.rmtree(store_dir if store_dir.parent == workdir else store_dir.parent, ignore_errors=True)
+    return seconds, timer.durations(), spent
+
+
+def _settle():
+    """Start every timed fit from the same state: no write-back of earlier fits' stores still pending
+    (``os.sync``) and a fresh garbage collector (``gc.collect``); see the module docstring."""
+    os.sync()
+    gc.collect()
 
 
 BLOCK = 10
@@ -161,13 +173,14 @@ def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, **kwargs):
         model = _model(seed)
         timer = _EpochTimer()
         cb = IBCallback(x, y, workdir / f"blocks-{time.perf_counter_ns()}", schedule=recorded, **kwargs)
-        gc.collect()
+        _settle()
         model.fit(x_train, y_train, epochs=epochs, batch_size=512, verbose=0, callbacks=[timer, cb], shuffle=True)
         d = np.diff(timer.stamps)
         recording = (np.arange(epochs) // BLOCK) % 2 == 0
         on.append(d[recording][BLOCK:])
         off.append(d[~recording])
         ratios.append(float(np.median(on[-1]) / np.median(off[-1])))
+        shutil.rmtree(cb.directory, ignore_errors=True)
     return 1e3 * float(np.median(np.concatenate(on))), 1e3 * float(np.median(np.concatenate(off))), ratios
 
 
@@ -230,6 +243,7 @@ def main(argv=None):
                       f"ratio {on / off:.3f} (per fit {', '.join(f'{q:.3f}' for q in ratios)})", flush=True)
 
         # per-epoch pieces, side by side on one trained model
+        _settle()
         model = _model(0)
         taps = representation_taps(model)
         extractor = make_extractor(model, taps, batch_size=4096)  # the default: XLA when it compiles

@@ -1,6 +1,6 @@
 """Per-epoch write cost of the activation store, and read cost, side by side with a naive reference.
 
-    python benchmarks/bench_store.py [--epochs 10000] [--n 4096]
+    python -m benchmarks.bench_store [--epochs 10000] [--n 4096] [--long-epochs 14000]
 
 Shapes: the Shwartz-Ziv & Tishby hidden layers, N x (10 + 7 + 5 + 4 + 3).  Measured in one run:
 
@@ -13,7 +13,11 @@ Shapes: the Shwartz-Ziv & Tishby hidden layers, N x (10 + 7 + 5 + 4 + 3).  Measu
   machine load;
 * ``fsync``: 200 epochs with ``fsync=True`` alternating with 200 without (durable against power loss);
 * ``read``: :meth:`ActivationStore.read` of one layer over 270 epochs (the paper's schedule size),
-  against a bare ``np.fromfile`` of the same layer file (the price of the size and CRC checks).
+  against a bare ``np.fromfile`` of the same layer file (the price of the size and CRC checks);
+* ``long run``: one float32 store of ``--long-epochs`` epochs (475 kB each) written back to back,
+  first with the writer's page-cache advice turned off, then on (see "Page cache" in
+  :mod:`ibtoolkit.store`), each from a flushed cache (``os.sync``, the first store deleted):
+  medians per 1000 epochs.
 
 Prints medians and ratios and writes ``benchmarks/results/store.csv``.
 """
@@ -84,10 +88,35 @@ def interleaved(writers: dict, epochs: int, acts: dict) -> dict:
     return times
 
 
+def _long_run(root, n, epochs, acts) -> list[dict]:
+    """Per-1000-epoch medians of one long float32 run, page-cache advice off, then on."""
+    import ibtoolkit.store as store_module
+
+    rows, window = [], 1000
+    for advice in (False, True):
+        saved = store_module._CACHE_WINDOW
+        store_module._CACHE_WINDOW = saved if advice else 1 << 62
+        try:
+            os.sync()
+            writer = _Store(root, n, False)
+            times = interleaved({"w": writer}, epochs, {"w": acts})["w"]
+            writer.store.close()
+            shutil.rmtree(writer.dir, ignore_errors=True)
+        finally:
+            store_module._CACHE_WINDOW = saved
+        meds = [float(np.median(times[i:i + window]) * 1e3) for i in range(0, epochs, window)]
+        case = f"long run float32, page-cache advice {'on' if advice else 'off'} (first, last 1000)"
+        print(f"{case}: median ms/epoch per {window} epochs: {' '.join(f'{m:.2f}' for m in meds)}")
+        rows.append({"case": case, "n": n, "epochs": epochs, "median_ms_first200": round(meds[0], 4),
+                     "median_ms_last200": round(meds[-1], 4)})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10_000)
     ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--long-epochs", type=int, default=14_000, help="epochs of the long-run case (0: skip)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results") / "store.csv"))
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="bench_store_")
@@ -151,6 +180,8 @@ def main():
         for w in writers.values():
             if isinstance(w, _Store):
                 w.store.close()
+        if args.long_epochs:
+            rows += _long_run(root, args.n, args.long_epochs, flt_acts)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     out = Path(args.out)

@@ -727,3 +727,41 @@ def test_missing_layer_file_refused_by_a_writer_and_not_recreated(written, data)
         create(d, data)
     assert not (d / "layer_02_out.bin").exists()
     assert open_store(d).epochs.tolist() == [0, 1, 5]
+
+
+@pytest.mark.parametrize("trigger", ["age", "bytes"])
+def test_writer_releases_old_blocks_from_the_page_cache_and_reads_stay_intact(tmp_path, data, monkeypatch, trigger):
+    """Every ``_CACHE_WINDOW`` epochs the writer advises the kernel to drop layer blocks that are old
+    enough (``_CACHE_AGE``) or, for a fast writer, beyond ``_CACHE_BYTES``: each file's advised ranges
+    start at byte 0, move forward overlapping the previous one, stay on whole blocks and end, never
+    past the committed blocks, at the newest mark old enough (age 0: block 28 of 30 with a window of 4)
+    or the newest with any bytes cached after it (block 24); every epoch still reads back exactly."""
+    import ibtoolkit.store as store_module
+
+    monkeypatch.setattr(store_module, "_CACHE_WINDOW", 4)
+    monkeypatch.setattr(store_module, "_CACHE_AGE", 0.0 if trigger == "age" else 1e9)
+    monkeypatch.setattr(store_module, "_CACHE_BYTES", 0 if trigger == "bytes" else 1 << 40)
+    calls = []
+    real = os.posix_fadvise
+
+    def spy(fd, offset, length, advice):
+        calls.append((Path(os.readlink(f"/proc/self/fd/{fd}")).name, offset, offset + length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    acts = {e: make_acts(e) for e in range(30)}
+    with create(tmp_path / "r", data) as s:
+        for e in range(30):
+            s.append(e, acts[e])
+    r = open_store(tmp_path / "r")
+    block = {lay["file"]: lay["block"]["bytes"] for lay in r.manifest["layers"]}
+    assert {name for name, *_ in calls} == set(block)
+    assert all(advice == os.POSIX_FADV_DONTNEED for *_, advice in calls)
+    for name, size in block.items():
+        ranges = [(lo, hi) for n, lo, hi, _ in calls if n == name]
+        assert ranges[0][0] == 0 and ranges[-1][1] == (28 if trigger == "age" else 24) * size
+        assert all(lo % size == 0 and hi % size == 0 for lo, hi in ranges)
+        for (lo, hi), (next_lo, next_hi) in zip(ranges, ranges[1:]):
+            assert next_lo <= hi < next_hi
+    for name, _ in LAYERS:
+        np.testing.assert_array_equal(r.read(name), np.stack([acts[e][name] for e in range(30)]))
