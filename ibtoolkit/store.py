@@ -34,7 +34,7 @@ Page cache: every 64 committed epochs the writer advises the kernel (``posix_fad
 that layer blocks committed more than 40 s ago will not be needed soon; the kernel has written them
 back by then and drops them from its cache, so a long run keeps reusing the same cache pages instead
 of growing the cache by its whole size.  On this project's virtual machine that growth made every
-commit 7x slower once several GB were cached (1.3 instead of 0.18 ms per epoch after about 6000
+commit 7x slower once several GB were cached (1.2 instead of 0.18 ms per epoch after about 5000
 epochs of 475 kB; flat at 0.17 ms with the advice over 14 000 epochs, ``benchmarks/bench_store.py``).
 Reading the store afterwards then reads those blocks from disk.
 

@@ -287,18 +287,24 @@ class Extractor:
         if self.jit_compiled is not False:
             batches = x if isinstance(x, list) else self.prepare(x)
             for batch in {tuple(b.shape): b for b in batches}.values():
-                self._run(batch)
-                if self.jit_compiled is False:
+                if self._run_xla(batch) is None:
                     break
         return bool(self.jit_compiled)
 
     def _run(self, batch, plain: bool = False) -> list:
-        """The taps of one batch; the first XLA call of each batch shape compiles it, and a failure
-        there falls back to the plain graph (``jit_compile="auto"``) or raises (``True``)."""
+        """The taps of one batch: XLA unless ``plain`` or it failed to compile (then the plain graph)."""
+        if not plain and self.jit_compiled is not False:
+            outs = self._run_xla(batch)
+            if outs is not None:
+                return outs
+        return self.trace(False)(batch)
+
+    def _run_xla(self, batch) -> list | None:
+        """The taps of one batch by the XLA graph, whose first call per batch shape compiles it; None
+        when XLA cannot compile the model (``jit_compile="auto"``: :attr:`jit_compiled` becomes False),
+        ``RuntimeError`` with ``True``.  Never traces the plain graph, so it is safe on a helper thread."""
         import tensorflow as tf
 
-        if plain or self.jit_compiled is False:
-            return self.trace(False)(batch)
         graph = self.trace(True)
         shape = tuple(batch.shape)
         if shape in self._compiled_shapes:
@@ -310,7 +316,7 @@ class Extractor:
                 raise RuntimeError(f"XLA could not compile the taps of {self._sub.name!r} (use jit_compile="
                                    f"'auto' or False): {exc}") from exc
             self.jit_compiled = False
-            return self.trace(False)(batch)
+            return None
         self._compiled_shapes.add(shape)
         self.jit_compiled = True
         return outs
