@@ -765,3 +765,28 @@ def test_writer_releases_old_blocks_from_the_page_cache_and_reads_stay_intact(tm
             assert next_lo <= hi < next_hi
     for name, _ in LAYERS:
         np.testing.assert_array_equal(r.read(name), np.stack([acts[e][name] for e in range(30)]))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.float64, np.float16, bool])
+def test_binary_layer_in_any_dtype_round_trips_and_is_checked_in_that_dtype(tmp_path, data, dtype):
+    """A binary layer given as int8, float64 or float16 ±1 codes reads back as the same ±1 values (the
+    float32 path and the others write the same bits).  Values are checked in the given dtype before
+    packing, so a float64 that would round to 1.0 in float32 is refused; bool has no -1 and is refused."""
+    acts = make_acts(3)
+    s = create(tmp_path / "r", data)
+    if dtype is bool:
+        bad = dict(acts, **{"quant/sign": acts["quant/sign"] > 0})
+        with pytest.raises(ValueError, match="other than"):
+            s.append(0, bad)
+        return
+    s.append(0, acts)
+    s.append(1, dict(acts, **{"quant/sign": acts["quant/sign"].astype(dtype)}))
+    if dtype is np.float64:
+        near = acts["quant/sign"].astype(np.float64)
+        near[5, 2] = 1.0 + 1e-12
+        with pytest.raises(ValueError, match="other than"):
+            s.append(2, dict(acts, **{"quant/sign": near}))
+    s.close()
+    codes = open_store(tmp_path / "r").read("quant/sign")
+    np.testing.assert_array_equal(codes[0], acts["quant/sign"])
+    np.testing.assert_array_equal(codes[1], acts["quant/sign"])
