@@ -403,24 +403,24 @@ def test_failed_commit_stops_fit_and_keeps_the_epochs_before_it(tmp_path, monkey
     np.testing.assert_array_equal(store.read("hidden_1").shape, (3, 256, 10))
 
 
-def test_epoch_0_from_the_plain_graph_while_xla_compiles_then_xla(tmp_path):
+def test_epoch_0_runs_eagerly_while_xla_compiles_then_xla(tmp_path):
     """XLA compiles on a helper thread while Keras traces epoch 1, so epoch 0 of a new store is the
-    plain graph's output on the initial weights and every later epoch the XLA graph's, each equal
-    (bit for bit) to that graph run afterwards on the same weights; a second fit on the same
-    callback reuses the compiled graph."""
+    taps' layers run eagerly on the initial weights (no graph traced but the XLA one) and every later
+    epoch the XLA graph's, each equal (bit for bit) to that computation run afterwards on the same
+    weights; a second fit on the same callback reuses the compiled graph."""
     x, y = _data()
     model = _compiled()
     initial = model.get_weights()
     cb = IBCallback(x, y, tmp_path / "run", schedule="all")
     model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[cb])
-    assert cb._extractor.jit_compiled is True
+    assert cb._extractor.jit_compiled is True and set(cb._extractor._graphs) == {True}  # never the plain one
     trained = model.get_weights()
     store = open_store(tmp_path / "run")
-    plain = make_extractor(model, cb.taps, jit_compile=False)
     xla = make_extractor(model, cb.taps, jit_compile=True)
+    taps = tf.keras.Model(model.inputs, [t.tensor for t in cb.taps])
     model.set_weights(initial)
-    for layer, codes in plain(x).items():
-        np.testing.assert_array_equal(store.read(layer)[0], codes)
+    for tap, codes in zip(cb.taps, taps(tf.constant(x), training=False)):
+        np.testing.assert_array_equal(store.read(tap.name)[0], codes.numpy())
     model.set_weights(trained)
     for layer, codes in xla(x).items():
         np.testing.assert_array_equal(store.read(layer)[2], codes)

@@ -211,23 +211,30 @@ def test_tap_errors():
 
 
 @pytest.mark.parametrize("precision", ["full", "binary"])
-def test_xla_and_plain_extractors_agree(precision):
+def test_xla_plain_and_eager_extractors_agree(precision):
     """XLA (the default when it compiles) changes only float rounding: ±1 taps are identical, tanh taps
     agree within the documented 1e-5 (XLA's tanh is a different approximation and it reorders sums;
-    4.4e-6 is the largest difference measured on initial and trained 12-bit nets).  Three batches,
-    one partial, so XLA compiles two batch shapes."""
+    4.4e-6 is the largest difference measured on initial and trained 12-bit nets).  The layers run
+    eagerly (``eager=True``) use TensorFlow's own kernels like the plain graph, which may only fuse
+    some of them: 1e-6.  Three batches, one partial, so XLA compiles two batch shapes; the eager
+    calls trace nothing."""
     m = mlp(precision=precision, seed=6)
     x = _pm1_inputs(1000)
     taps = representation_taps(m)
     xla = make_extractor(m, taps, batch_size=384, jit_compile=True)
     plain = make_extractor(m, taps, batch_size=384, jit_compile=False)
-    a, b = xla(x), plain(x)
+    eager = make_extractor(m, taps, batch_size=384)
+    a, b, c = xla(x), plain(x), eager(x, eager=True)
     assert xla.jit_compiled is True and plain.jit_compiled is False
+    assert eager._graphs == {} and eager.jit_compiled is None
     for name in a:
+        assert c[name].shape == (1000, eager.widths[name]) and c[name].dtype == np.float32
         if precision == "binary":
             np.testing.assert_array_equal(a[name], b[name])
+            np.testing.assert_array_equal(c[name], b[name])
         else:
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-5)
+            np.testing.assert_allclose(c[name], b[name], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("jit_compile", [False, "auto"])
