@@ -282,12 +282,13 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._check_writes()
         if self._diverged:
             return
-        bad = [k for k, v in _scalar_metrics(logs).items() if k.endswith("loss") and not np.isfinite(v)]
+        metrics = _scalar_metrics(logs)
+        bad = [k for k, v in metrics.items() if k.endswith("loss") and not np.isfinite(v)]
         if bad:
             self._diverge(absolute, f"non-finite {', '.join(bad)} at epoch {absolute}")
             return
         if absolute in self._to_record:
-            self._record(absolute, logs)
+            self._record(absolute, logs, metrics)
 
     def on_train_end(self, logs=None):
         if self.store is None:
@@ -387,13 +388,14 @@ class IBCallback(tf.keras.callbacks.Callback):
             else:
                 compiling.exception()
 
-    def _record(self, epoch: int, logs, initial: bool = False) -> None:
+    def _record(self, epoch: int, logs, metrics=None, initial: bool = False) -> None:
+        """Extract, check and commit ``epoch``; ``metrics``: ``_scalar_metrics(logs)`` when already known."""
         acts = self._extract(initial)
         bad = [name for name, a in acts.items() if not all_finite(a)]
         if bad:
             self._diverge(epoch, f"non-finite activations in {bad} at epoch {epoch}")
             return
-        metrics = _scalar_metrics(logs)
+        metrics = _scalar_metrics(logs) if metrics is None else metrics
         live = self._estimate(epoch, acts)
         metrics.update(live)
         if logs is not None and live:

@@ -21,7 +21,8 @@ shape (N, ceil(d / 8)) uint8 that come back as ±1 float32 through
 
 Commit protocol of one epoch (:meth:`ActivationStore.append`): each layer's block is written at the
 committed end of its file (``pwrite``); then one line is appended to ``epochs.jsonl`` with each
-block's offset, size and CRC-32 and a CRC-32 of the line itself.  An epoch exists once its log line
+block's offset, size and CRC-32 and a CRC-32 of the line itself (of the record without its
+``"crc32"`` key as canonical JSON: keys sorted, separators ``,`` and ``:``).  An epoch exists once its log line
 is complete.  A process killed at any instant therefore leaves either the whole epoch or none of it
 visible: bytes past the last committed block are ignored by readers and cut off when the store is
 reopened for writing, and a torn last log line (no trailing newline) is ignored and truncated.
@@ -274,6 +275,7 @@ def _validate_manifest(m, path: Path) -> None:
 
 
 def _record_crc(rec: dict) -> int:
+    """CRC-32 of a log record: of its canonical JSON (keys sorted, no spaces) without the "crc32" key."""
     return _atomic.crc32(_canonical({k: v for k, v in rec.items() if k != "crc32"}).encode())
 
 
@@ -536,12 +538,12 @@ class ActivationStore:
                 for fd in self._data_fds.values():
                     os.fsync(fd)
             rec = {"epoch": epoch, "metrics": met, "blocks": blocks, "time": round(time.time(), 3)}
-            rec["crc32"] = _record_crc(rec)
-            self._append_log((_canonical(rec) + "\n").encode())
+            body = _canonical(rec).encode()  # serialized once: the line is this record plus its CRC
+            self._append_log(body[:-1] + b',"crc32":%d}\n' % _atomic.crc32(body))
         except OSError as exc:
             self._cut_layer_files(index)  # uncommitted: cut now (a reopen would cut them anyway)
             raise StoreError(f"{self.directory}: could not commit epoch {epoch}: {exc}") from exc
-        del rec["crc32"], rec["time"]
+        del rec["time"]
         self._index[epoch] = len(self._records)
         self._records.append(rec)
         self._epochs = None

@@ -108,12 +108,22 @@ def test_iter_chunks_covers_all_epochs_in_order(written):
 
 
 def test_format_is_readable_with_numpy_and_json_alone(written):
-    """The README recipe: manifest + epoch log + one np.fromfile per layer + unpackbits."""
+    """The README recipe: manifest + epoch log + one np.fromfile per layer + unpackbits; each line's
+    CRC-32 is zlib's of the record without it as canonical JSON, and every block's its own."""
+    import zlib
+
     d, acts = written
     manifest = json.loads((d / "manifest.json").read_text())
     lines = (d / "epochs.jsonl").read_text().splitlines(keepends=True)
     records = [json.loads(line) for line in lines if line.endswith("\n")]
     assert manifest["schema_version"] == 2 and [r["epoch"] for r in records] == [0, 1, 5]
+    for rec in records:
+        body = {k: v for k, v in rec.items() if k != "crc32"}
+        assert rec["crc32"] == zlib.crc32(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+        for f, (offset, size, crc) in rec["blocks"].items():
+            with open(d / f, "rb") as fh:
+                fh.seek(offset)
+                assert zlib.crc32(fh.read(size)) == crc
     for lay in manifest["layers"]:
         block = lay["block"]
         assert block["bytes"] == block_bytes(lay["width"], lay["binary"])  # 1 bit per unit when binary
