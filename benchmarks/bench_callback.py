@@ -1,31 +1,43 @@
 """Overhead of IBCallback on ``fit`` of the Shwartz-Ziv & Tishby network, recording every epoch.
 
-Run: ``python -m benchmarks.bench_callback [--epochs 200] [--repeats 7] [--block-epochs 400] [--block-seeds 3]``
+Run: ``python -m benchmarks.bench_callback [--epochs 200] [--pairs 9] [--repeats 5] [--block-epochs 400]
+[--block-seeds 3]``
 
 Setup (REPRODUCTION.md, DNN baseline): 12-10-7-5-4-3-2 tanh net, 12-bit dataset (train on the 80 %
 split, batch 512, Adam 4e-4), analysis set = all 4096 inputs, schedule ``"all"`` (every epoch).
-Each repeat fits a fresh, identically seeded model once per variant: without the callback, with it
-as configured by default (XLA extraction, synchronous commits), with commits on a background writer
-thread, and with the plain (non-XLA) extraction graph, in an order rotating between repeats, so all
-see the same machine load; every fit pays its own tracing, the callback its taps, extractor and
-store creation.  Each fit's store is deleted after it, and before each timed fit the writes are
-flushed (``os.sync``) and Python's collector runs a full collection, so that no fit pays for an
-earlier one: with the stores of earlier fits kept (6-7 GB of page cache by the end of a run) the
-store's commit became 5-8x slower on this virtual machine (each layer's ``pwrite`` 184 us instead of
-25), and a full collection of this process (TensorFlow, Keras, every model built so far) takes about
-0.2 s and lands in whichever fit the allocation counters trip, adding up to 8 % to a 200-epoch fit at
-random.  A fit's own writes, write-back and collections stay in its time.  Reported: the median whole-fit time, the
-median of per-repeat paired ratios, and the median epoch wall time over all epochs of all repeats
-(one on_epoch_begin to the next, so every callback is included; the steady state of a long run,
-robust to load spikes from other processes).  Also measured, side by side in the same run:
-one extraction of all taps by the callback's compiled function vs ``model.predict`` of the same
-taps, and one ``ActivationStore.append``.  Prints medians and ratios and writes
-``benchmarks/results/callback.csv``.
 
-The same whole-fit comparison (without / with the default callback) also runs on the other setups
-of REPRODUCTION.md for this network: the DNN with batch 256 (Saxe et al.) and the study's BNN
-(``ste_sign``, ±1 inputs, batch 256, Adam 1e-3, bit-packed taps), ``setup_*`` rows.  A recorded
-epoch costs about the same time in every setup, so the ratio falls as the epoch gets longer.
+Headline, whole fits in adjacent pairs: ``--pairs`` times, a fresh, identically seeded model is fit
+without the callback and, right before or after it (the order alternates), with the default callback;
+the median of the pairs' time ratios is the cost of recording every epoch, one-off costs included.
+Fits next to each other in time see the same host: on this shared virtual machine the speed of a
+fixed numpy workload jumps between two levels about 1.7x apart for seconds at a time, so fits minutes
+apart are not comparable.  Each setup of REPRODUCTION.md for this network gets its own pairs: the DNN
+baseline (batch 512), the DNN with batch 256 (Saxe et al.) and the study's BNN (``ste_sign``, ±1
+inputs, batch 256, Adam 1e-3, bit-packed taps), ``setup_*`` rows.  A recorded epoch costs about the
+same time in every setup, so the ratio falls as the epoch gets longer.  Before every timed fit a
+fixed numpy workload is timed too (``host_probe`` rows: its median and the ratio of its 90th to 10th
+percentile), so a reader can see how steady the host was during the run.
+
+Diagnostics, ``--repeats`` rounds: each round fits a fresh, identically seeded model once per
+variant, in an order rotating between rounds: without the callback, with it as configured by default
+(XLA extraction, synchronous commits), with commits on a background writer thread, with the plain
+(non-XLA) extraction graph, with every store commit skipped (``callback_no_store_writes``:
+extraction, checks and metrics only, which separates the extraction from the commit) and with the
+store on ``/dev/shm`` (tmpfs, when it exists: same code, no file-system journal or block device behind
+the writes).  Reported: the median whole-fit time, the median of per-round ratios to the fit without
+the callback, the median epoch wall time over all epochs of all rounds (one on_epoch_begin to the
+next, so every callback is included) and the median time inside the callback's ``on_epoch_end``.
+Also measured, side by side: one extraction of all taps by the callback's compiled function vs the
+plain graph and ``model.predict`` of the same taps, and one ``ActivationStore.append``.
+
+Every fit pays its own tracing, the callback its taps, extractor and store creation.  Each fit's
+store is deleted after it, and before each timed fit the writes are flushed (``os.sync``) and
+Python's collector runs a full collection, so that no fit pays for an earlier one: with the stores
+of earlier fits kept (6-7 GB of page cache by the end of a run) the store's commit became 5-8x
+slower on this virtual machine (each layer's ``pwrite`` 184 us instead of 25), and a full collection
+of this process (TensorFlow, Keras, every model built so far) takes about 0.2 s and lands in
+whichever fit the allocation counters trip, adding up to 8 % to a 200-epoch fit at random.  A fit's
+own writes, write-back and collections stay in its time.
 
 Second measure, robust to the machine's drift (on a shared host the plain epoch wanders between 8
 and 12 ms from minute to minute): within one fit of ``--block-epochs`` epochs the callback records
@@ -33,10 +45,14 @@ ten epochs, then skips ten, and so on (an explicit schedule); the ratio of the m
 recording to the median epoch while not recording is the steady-state cost of recording every
 epoch, paired in time (``blocks_*`` rows), for the default and for background writes.
 
-A diagnostic variant records with every store commit skipped (``callback_no_store_writes``):
-extraction, checks and metrics only, so the table separates the extraction from the commit.
-Another puts the store on ``/dev/shm`` (tmpfs, when it exists): same code, no file-system journal
-or block device behind the writes.  The load average is printed before and after.
+The load average is printed before and after; writes ``benchmarks/results/callback.csv``.
+
+Full length, on request (``--full-length-pairs K``, about 3 min per pair; nothing else runs then):
+K adjacent pairs of whole fits of the DNN baseline as REPRODUCTION.md sets it up, 8000 epochs
+(``--full-length-epochs``) with batch 512, without and with the default callback recording every
+epoch (a 3.8 GB store per fit, deleted after it).  One-off costs weigh 40 times less than in the
+200-epoch fits, and each fit spans the host's slow and fast spells instead of falling into one.
+Writes ``benchmarks/results/callback_full_length.csv``.
 """
 from __future__ import annotations
 
@@ -64,6 +80,7 @@ from ibtoolkit.store import ActivationStore  # noqa: E402
 from ibtoolkit.taps import make_extractor, representation_taps  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "callback.csv"
+RESULTS_FULL_LENGTH = RESULTS.with_name("callback_full_length.csv")
 
 
 def _model(seed, precision="full", lr=4e-4):
@@ -73,7 +90,7 @@ def _model(seed, precision="full", lr=4e-4):
 
 
 #: The network in the setups of REPRODUCTION.md: name -> (precision, batch size, Adam learning rate).
-#: The first is the one every variant runs on; the others run without and with the default callback.
+#: Each runs in adjacent pairs without and with the default callback; the diagnostic variants use the first.
 CONFIGS = {
     "dnn_batch512": ("full", 512, 4e-4),     # DNN baseline (Shwartz-Ziv & Tishby), the shortest epoch
     "dnn_batch256": ("full", 256, 4e-4),     # the same with Saxe et al.'s batch size
@@ -153,11 +170,20 @@ def _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed, config=
     return seconds, timer.durations(), spent
 
 
+_PROBE = np.random.default_rng(0).random((160, 160))
+PROBES: list[float] = []  # ms of the host probe before each timed fit
+
+
 def _settle():
     """Start every timed fit from the same state: no write-back of earlier fits' stores still pending
-    (``os.sync``) and a fresh garbage collector (``gc.collect``); see the module docstring."""
+    (``os.sync``) and a fresh garbage collector (``gc.collect``); see the module docstring.  Then time
+    the host probe: 40 products of 160 x 160 matrices, about 5 ms, the same work every time."""
     os.sync()
     gc.collect()
+    t0 = time.perf_counter()
+    for _ in range(40):
+        _PROBE @ _PROBE
+    PROBES.append(1e3 * (time.perf_counter() - t0))
 
 
 BLOCK = 10
@@ -193,24 +219,86 @@ def _median_ms(fn, n):
     return 1e3 * statistics.median(times)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--block-epochs", type=int, default=400, help="epochs per fit of the blocks measure")
-    parser.add_argument("--block-seeds", type=int, default=3, help="fits per variant of the blocks measure")
-    args = parser.parse_args(argv)
-
-    load_start = os.getloadavg()[0]
+def _split():
+    """The 12-bit task as REPRODUCTION.md splits it: (x_train, y_train, x_all, y_all), analysis set = all."""
     x_all, y_all = tishby_dataset()
     x_all = x_all.astype(np.float32)
     order = np.random.default_rng(0).permutation(len(x_all))
     n_train = int(0.8 * len(x_all))
-    x_train, y_train = x_all[order[:n_train]], y_all[order[:n_train]]
+    return x_all[order[:n_train]], y_all[order[:n_train]], x_all, y_all
+
+
+def _full_length(epochs, n_pairs):
+    """Adjacent pairs of full-length fits of the DNN baseline, without and with the default callback."""
+    x_train, y_train, x_all, y_all = _split()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench_callback_", dir=RESULTS.parent))
+    runs = {"without_callback": [], "callback_default": []}
+    try:
+        for r in range(n_pairs):
+            for variant in list(runs)[r % 2:] + list(runs)[:r % 2]:
+                t, per_epoch, spent = _fit_seconds(x_train, y_train, x_all, y_all, epochs, variant, workdir, seed=r)
+                runs[variant].append((t, 1e3 * float(np.median(per_epoch)),
+                                      1e3 * float(np.median(spent)) if len(spent) else 0.0))
+                print(f"pair {r}: {variant:20s} {t:7.1f} s, median epoch {runs[variant][-1][1]:.2f} ms", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    ratios = [a[0] / b[0] for a, b in zip(runs["callback_default"], runs["without_callback"])]
+    base = statistics.median(t for t, _, _ in runs["without_callback"])
+    med = statistics.median(t for t, _, _ in runs["callback_default"])
+    own = statistics.median(o for _, _, o in runs["callback_default"])
+    probe = statistics.median(PROBES)
+    print(f"\nDNN baseline, batch 512, {epochs} epochs, every epoch recorded, {n_pairs} adjacent pairs: without "
+          f"{base:.1f} s, with {med:.1f} s; paired ratios {', '.join(f'{q:.3f}' for q in ratios)} (median "
+          f"{statistics.median(ratios):.3f}); on_epoch_end median {own:.2f} ms; host probe median {probe:.1f} ms")
+    rows = [("full_length_fit_without_callback", base, "s", epochs, n_pairs, 1.0),
+            ("full_length_fit_callback_default", med, "s", epochs, n_pairs, med / base),
+            ("full_length_paired_ratio", statistics.median(ratios), "ratio", epochs, n_pairs,
+             statistics.median(ratios)),
+            ("full_length_on_epoch_end", own, "ms", epochs, n_pairs, "")]
+    rows += [(f"full_length_pair_{i}_ratio", q, "ratio", epochs, 1, q) for i, q in enumerate(ratios)]
+    _write_csv(RESULTS_FULL_LENGTH, rows)
+    return rows
+
+
+def _write_csv(path, rows):
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["case", "median", "unit", "epochs_or_calls", "repeats", "ratio"])
+        for name, value, unit, n, reps, rat in rows:
+            writer.writerow([name, f"{value:.4f}", unit, n, reps, f"{rat:.3f}" if rat != "" else ""])
+    print(f"wrote {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--pairs", type=int, default=9, help="adjacent without/with pairs per setup")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of the diagnostic variants")
+    parser.add_argument("--block-epochs", type=int, default=400, help="epochs per fit of the blocks measure")
+    parser.add_argument("--block-seeds", type=int, default=3, help="fits per variant of the blocks measure")
+    parser.add_argument("--full-length-pairs", type=int, default=0,
+                        help="run only the full-length measure, with this many pairs (module docstring)")
+    parser.add_argument("--full-length-epochs", type=int, default=8000)
+    args = parser.parse_args(argv)
+    if args.full_length_pairs:
+        return _full_length(args.full_length_epochs, args.full_length_pairs)
+
+    load_start = os.getloadavg()[0]
+    x_train, y_train, x_all, y_all = _split()
     # stores go next to the results, on the work disk, like a user's default ib_runs/
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench_callback_", dir=RESULTS.parent))
     try:
+        pairs = {c: {"without_callback": [], "callback_default": []} for c in CONFIGS}
+        for r in range(args.pairs):
+            for config, runs in pairs.items():
+                for variant in list(runs)[r % 2:] + list(runs)[:r % 2]:  # adjacent, order alternating
+                    t, _, _ = _fit_seconds(x_train, y_train, x_all, y_all, args.epochs, variant, workdir, seed=r,
+                                           config=config)
+                    runs[variant].append(t)
+                    print(f"pair {r}: {config} {variant:20s} {t:6.2f} s", flush=True)
+
         names = [v for v in VARIANTS if v != "callback_store_on_tmpfs" or TMPFS.is_dir()]
         whole = {n: [] for n in names}
         epochs = {n: [] for n in names}
@@ -221,17 +309,8 @@ def main(argv=None):
                 whole[variant].append(t)
                 epochs[variant].append(per_epoch)
                 inside[variant].append(spent)
-                print(f"repeat {r}: {variant:28s} {t:6.2f} s, median epoch {1e3 * np.median(per_epoch):6.2f} ms",
+                print(f"round {r}: {variant:28s} {t:6.2f} s, median epoch {1e3 * np.median(per_epoch):6.2f} ms",
                       flush=True)
-
-        others = {c: {"without_callback": [], "callback_default": []} for c in list(CONFIGS)[1:]}
-        for r in range(args.repeats):
-            for config, runs in others.items():
-                for variant in list(runs)[r % 2:] + list(runs)[:r % 2]:
-                    t, _, _ = _fit_seconds(x_train, y_train, x_all, y_all, args.epochs, variant, workdir, seed=r,
-                                           config=config)
-                    runs[variant].append(t)
-                    print(f"repeat {r}: {config} {variant:20s} {t:6.2f} s", flush=True)
 
         blocks = {}
         for r in range(2):  # two rounds, variants alternating, so both see the same drift
@@ -268,9 +347,25 @@ def main(argv=None):
     base_whole = statistics.median(whole["without_callback"])
     base_epoch = 1e3 * float(np.median(np.concatenate(epochs["without_callback"])))
     rows = []
-    print(f"\nfit of 12-10-7-5-4-3-2 on the 12-bit task, {args.epochs} epochs, batch 512, Adam, {args.repeats} repeats; "
-          f"recording all 5 hidden layers on 4096 inputs every epoch; {os.cpu_count()} CPUs, load average "
-          f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+    probe = statistics.median(PROBES)
+    spread = float(np.percentile(PROBES, 90) / np.percentile(PROBES, 10))
+    print(f"\nfit of 12-10-7-5-4-3-2 on the 12-bit task, {args.epochs} epochs, recording all 5 hidden layers on "
+          f"4096 inputs every epoch; {os.cpu_count()} CPUs, load average {load_start:.2f} at the start, "
+          f"{os.getloadavg()[0]:.2f} at the end; host probe before each fit: median {probe:.1f} ms, "
+          f"90th/10th percentile {spread:.2f}")
+    print(f"headline, {args.pairs} adjacent pairs per setup (REPRODUCTION.md), without and with the default callback:")
+    for config, runs in pairs.items():
+        base = statistics.median(runs["without_callback"])
+        med = statistics.median(runs["callback_default"])
+        ratios = [a / b for a, b in zip(runs["callback_default"], runs["without_callback"])]
+        paired = statistics.median(ratios)
+        q1, q3 = np.percentile(ratios, [25, 75])
+        rows.append((f"setup_{config}_fit_without_callback", base, "s", args.epochs, args.pairs, 1.0))
+        rows.append((f"setup_{config}_fit_callback_default", med, "s", args.epochs, args.pairs, med / base))
+        rows.append((f"setup_{config}_paired_ratio", paired, "ratio", args.epochs, args.pairs, paired))
+        print(f"{config:30s} without {base:6.2f} s, with {med:6.2f} s: paired ratio median {paired:.3f} "
+              f"(quartiles {q1:.3f}-{q3:.3f}, range {min(ratios):.3f}-{max(ratios):.3f})")
+    print(f"diagnostics, DNN batch 512, {args.repeats} rounds:")
     print(f"{'variant':30s} {'fit median':>10s} {'ratio':>6s} {'paired':>6s} {'epoch median':>12s} {'ratio':>6s}")
     for name in names:
         med_whole = statistics.median(whole[name])
@@ -285,21 +380,11 @@ def main(argv=None):
             own = 1e3 * float(np.median(np.concatenate(inside[name])))
             rows.append((f"on_epoch_end_{name}", own, "ms", args.epochs, args.repeats, own / base_epoch))
             print(f"{'':30s} on_epoch_end itself: median {own:.2f} ms = {100 * own / base_epoch:.1f} % of a plain epoch")
-    print(f"by setup (REPRODUCTION.md), {args.epochs} epochs, {args.repeats} repeats, without and with the default callback:")
-    setups = {"dnn_batch512": {v: whole[v] for v in ("without_callback", "callback_default")}, **others}
-    for config, runs in setups.items():
-        base = statistics.median(runs["without_callback"])
-        med = statistics.median(runs["callback_default"])
-        paired = statistics.median(a / b for a, b in zip(runs["callback_default"], runs["without_callback"]))
-        rows.append((f"setup_{config}_fit_without_callback", base, "s", args.epochs, args.repeats, 1.0))
-        rows.append((f"setup_{config}_fit_callback_default", med, "s", args.epochs, args.repeats, med / base))
-        rows.append((f"setup_{config}_paired_ratio", paired, "ratio", args.epochs, args.repeats, paired))
-        print(f"{config:30s} without {base:6.2f} s, with {med:6.2f} s: ratio {med / base:.3f}, paired {paired:.3f}")
     print(f"within-fit blocks of {BLOCK} epochs, {args.block_seeds} fits x {args.block_epochs} epochs x 2 rounds:")
-    for name, pairs in blocks.items():
-        on = statistics.median(p[0] for p in pairs)
-        off = statistics.median(p[1] for p in pairs)
-        per_fit = [q for p in pairs for q in p[2]]
+    for name, rounds in blocks.items():
+        on = statistics.median(p[0] for p in rounds)
+        off = statistics.median(p[1] for p in rounds)
+        per_fit = [q for p in rounds for q in p[2]]
         ratio = statistics.median(per_fit)
         rows.append((f"blocks_{name}_recording_epoch", on, "ms", args.block_epochs, len(per_fit), ratio))
         rows.append((f"blocks_{name}_not_recording_epoch", off, "ms", args.block_epochs, len(per_fit), 1.0))
@@ -310,18 +395,14 @@ def main(argv=None):
         ("extract_all_taps_plain_graph", plain_ms, "ms", 1, 200, plain_ms / extract_ms),
         ("extract_all_taps_model_predict", predict_ms, "ms", 1, 30, predict_ms / extract_ms),
         ("store_append_one_epoch", append_ms, "ms", 1, 200, ""),
+        ("host_probe", probe, "ms", 40, len(PROBES), spread),
         ("load_average_start", load_start, "load", "", "", ""),
         ("load_average_end", os.getloadavg()[0], "load", "", "", ""),
     ]
     print(f"per epoch, all 5 taps on 4096 inputs: compiled extractor {extract_ms:.2f} ms "
           f"(XLA: {extractor.jit_compiled}), plain graph {plain_ms:.2f} ms (x{plain_ms / extract_ms:.2f}), "
           f"model.predict {predict_ms:.2f} ms (x{predict_ms / extract_ms:.1f}); store append {append_ms:.2f} ms")
-    with open(RESULTS, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["case", "median", "unit", "epochs_or_calls", "repeats", "ratio"])
-        for name, value, unit, n, reps, rat in rows:
-            writer.writerow([name, f"{value:.4f}", unit, n, reps, f"{rat:.3f}" if rat != "" else ""])
-    print(f"wrote {RESULTS}")
+    _write_csv(RESULTS, rows)
     return rows
 
 

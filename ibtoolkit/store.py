@@ -22,8 +22,8 @@ shape (N, ceil(d / 8)) uint8 that come back as ±1 float32 through
 Commit protocol of one epoch (:meth:`ActivationStore.append`): each layer's block is written at the
 committed end of its file (``pwrite``); then one line is appended to ``epochs.jsonl`` with each
 block's offset, size and CRC-32 and a CRC-32 of the line itself (of the record without its
-``"crc32"`` key as canonical JSON: keys sorted, separators ``,`` and ``:``).  An epoch exists once its log line
-is complete.  A process killed at any instant therefore leaves either the whole epoch or none of it
+``"crc32"`` key as canonical JSON: keys sorted, separators ``,`` and ``:``).  An epoch exists once
+its log line is complete.  A process killed at any instant therefore leaves either the whole epoch or none of it
 visible: bytes past the last committed block are ignored by readers and cut off when the store is
 reopened for writing, and a torn last log line (no trailing newline) is ignored and truncated.
 Appending to open files, with no file created per epoch, keeps the commit cheap and constant (about
