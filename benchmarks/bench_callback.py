@@ -43,7 +43,8 @@ Second measure, robust to the machine's drift (on a shared host the plain epoch 
 and 12 ms from minute to minute): within one fit of ``--block-epochs`` epochs the callback records
 ten epochs, then skips ten, and so on (an explicit schedule); the ratio of the median epoch while
 recording to the median epoch while not recording is the steady-state cost of recording every
-epoch, paired in time (``blocks_*`` rows), for the default and for background writes.
+epoch, paired in time (``blocks_*`` rows): for the DNN baseline with the default callback and with
+background writes, and for the two other setups with the default callback.
 
 The load average is printed before and after; writes ``benchmarks/results/callback.csv``.
 
@@ -189,18 +190,22 @@ def _settle():
 BLOCK = 10
 
 
-def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, **kwargs):
+def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, config="dnn_batch512", **kwargs):
     """(median ms of recording epochs, of non-recording epochs, per-fit ratios) over ``seeds`` fits of
     ``epochs`` epochs in which the callback records BLOCK epochs, skips BLOCK, ... (the first block,
     which traces, is dropped)."""
+    precision, batch_size, lr = CONFIGS[config]
+    if precision == "binary":
+        x_train, x = to_pm1(x_train), to_pm1(x)
     on, off, ratios = [], [], []
     recorded = [e for e in range(1, epochs + 1) if ((e - 1) // BLOCK) % 2 == 0]  # store epoch e ends Keras epoch e-1
     for seed in range(seeds):
-        model = _model(seed)
+        model = _model(seed, precision, lr)
         timer = _EpochTimer()
         cb = IBCallback(x, y, workdir / f"blocks-{time.perf_counter_ns()}", schedule=recorded, **kwargs)
         _settle()
-        model.fit(x_train, y_train, epochs=epochs, batch_size=512, verbose=0, callbacks=[timer, cb], shuffle=True)
+        model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer, cb],
+                  shuffle=True)
         d = np.diff(timer.stamps)
         recording = (np.arange(epochs) // BLOCK) % 2 == 0
         on.append(d[recording][BLOCK:])
@@ -313,8 +318,10 @@ def main(argv=None):
                       flush=True)
 
         blocks = {}
-        for r in range(2):  # two rounds, variants alternating, so both see the same drift
-            for name, kwargs in (("default", {}), ("background_writes", {"background": True})):
+        block_cases = [("default", {}), ("background_writes", {"background": True})]  # DNN batch 512
+        block_cases += [(f"{config}_default", {"config": config}) for config in list(CONFIGS)[1:]]
+        for r in range(2):  # two rounds, cases alternating, so all see the same drift
+            for name, kwargs in block_cases:
                 on, off, ratios = _blocks(x_train, y_train, x_all, y_all, args.block_epochs, args.block_seeds,
                                           workdir, **kwargs)
                 blocks.setdefault(name, []).append((on, off, ratios))
@@ -380,7 +387,8 @@ def main(argv=None):
             own = 1e3 * float(np.median(np.concatenate(inside[name])))
             rows.append((f"on_epoch_end_{name}", own, "ms", args.epochs, args.repeats, own / base_epoch))
             print(f"{'':30s} on_epoch_end itself: median {own:.2f} ms = {100 * own / base_epoch:.1f} % of a plain epoch")
-    print(f"within-fit blocks of {BLOCK} epochs, {args.block_seeds} fits x {args.block_epochs} epochs x 2 rounds:")
+    print(f"within-fit blocks of {BLOCK} epochs, {args.block_seeds} fits x {args.block_epochs} epochs x 2 rounds "
+          f"(default and background_writes: DNN batch 512):")
     for name, rounds in blocks.items():
         on = statistics.median(p[0] for p in rounds)
         off = statistics.median(p[1] for p in rounds)
