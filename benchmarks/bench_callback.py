@@ -6,12 +6,12 @@ Run: ``python -m benchmarks.bench_callback [--epochs 200] [--pairs 9] [--repeats
 Setup (REPRODUCTION.md, DNN baseline): 12-10-7-5-4-3-2 tanh net, 12-bit dataset (train on the 80 %
 split, batch 512, Adam 4e-4), analysis set = all 4096 inputs, schedule ``"all"`` (every epoch).
 
-Headline, whole fits in adjacent pairs: ``--pairs`` times, a fresh, identically seeded model is fit
+First measure, whole fits in adjacent pairs: ``--pairs`` times, a fresh, identically seeded model is fit
 without the callback and, right before or after it (the order alternates), with the default callback;
 the median of the pairs' time ratios is the cost of recording every epoch, one-off costs included.
 Fits next to each other in time see the same host: on this shared virtual machine the speed of a
 fixed numpy workload jumps between two levels about 1.7x apart for seconds at a time, so fits minutes
-apart are not comparable.  Each setup of REPRODUCTION.md for this network gets its own pairs: the DNN
+apart are not comparable (and even adjacent pairs scatter: the quartiles are printed).  Each setup of REPRODUCTION.md for this network gets its own pairs: the DNN
 baseline (batch 512), the DNN with batch 256 (Saxe et al.) and the study's BNN (``ste_sign``, ±1
 inputs, batch 256, Adam 1e-3, bit-packed taps), ``setup_*`` rows.  A recorded epoch costs about the
 same time in every setup, so the ratio falls as the epoch gets longer.  Before every timed fit a
@@ -360,7 +360,8 @@ def main(argv=None):
           f"4096 inputs every epoch; {os.cpu_count()} CPUs, load average {load_start:.2f} at the start, "
           f"{os.getloadavg()[0]:.2f} at the end; host probe before each fit: median {probe:.1f} ms, "
           f"90th/10th percentile {spread:.2f}")
-    print(f"headline, {args.pairs} adjacent pairs per setup (REPRODUCTION.md), without and with the default callback:")
+    print(f"whole fits in {args.pairs} adjacent pairs per setup (REPRODUCTION.md), without and with the default "
+          f"callback:")
     for config, runs in pairs.items():
         base = statistics.median(runs["without_callback"])
         med = statistics.median(runs["callback_default"])
