@@ -172,6 +172,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         x = np.asarray(x)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise ValueError(f"x must be a numeric array, got dtype {x.dtype}")
+        if np.issubdtype(x.dtype, np.complexfloating):  # the store keeps real inputs only: say so now
+            raise ValueError(f"x must be real-valued, got dtype {x.dtype}")
         if x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"x must have shape (N, features...) with N >= 1, got {x.shape}")
         require_finite(x, "x")

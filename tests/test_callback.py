@@ -242,6 +242,10 @@ def test_bad_arguments_fail_before_training(tmp_path):
         IBCallback(x, y, jit_compile="always")
     with pytest.raises(ValueError, match="NaN"):
         IBCallback(np.full((4, 12), np.nan), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="x must be a numeric array, got dtype <U1"):
+        IBCallback(np.full((4, 12), "a"), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="x must be real-valued, got dtype complex128"):
+        IBCallback(x.astype(complex), y)
     onehot = np.eye(2)[y]
     np.testing.assert_array_equal(IBCallback(x, onehot).y, y)
     with pytest.raises(ValueError, match="one-hot"):
