@@ -146,12 +146,18 @@ class _TimedIBCallback(IBCallback):
         self.spent.append(time.perf_counter() - t0)
 
 
-def _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed, config="dnn_batch512"):
-    """(whole fit seconds, per-epoch durations, per-epoch time inside the callback) of one fresh fit."""
+def _setup(config, seed, x_train, x):
+    """(fresh model, training inputs, analysis inputs, batch size) of one setup of CONFIGS: a BNN gets
+    its inputs mapped to ±1."""
     precision, batch_size, lr = CONFIGS[config]
     if precision == "binary":
         x_train, x = to_pm1(x_train), to_pm1(x)
-    model = _model(seed, precision, lr)
+    return _model(seed, precision, lr), x_train, x, batch_size
+
+
+def _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed, config="dnn_batch512"):
+    """(whole fit seconds, per-epoch durations, per-epoch time inside the callback) of one fresh fit."""
+    model, x_train, x, batch_size = _setup(config, seed, x_train, x)
     timer = _EpochTimer()
     callbacks = [timer]
     if VARIANTS[variant] is not None:
@@ -194,17 +200,14 @@ def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, config="dnn_batch512
     """(median ms of recording epochs, of non-recording epochs, per-fit ratios) over ``seeds`` fits of
     ``epochs`` epochs in which the callback records BLOCK epochs, skips BLOCK, ... (the first block,
     which traces, is dropped)."""
-    precision, batch_size, lr = CONFIGS[config]
-    if precision == "binary":
-        x_train, x = to_pm1(x_train), to_pm1(x)
     on, off, ratios = [], [], []
     recorded = [e for e in range(1, epochs + 1) if ((e - 1) // BLOCK) % 2 == 0]  # store epoch e ends Keras epoch e-1
     for seed in range(seeds):
-        model = _model(seed, precision, lr)
+        model, x_fit, x_rec, batch_size = _setup(config, seed, x_train, x)
         timer = _EpochTimer()
-        cb = IBCallback(x, y, workdir / f"blocks-{time.perf_counter_ns()}", schedule=recorded, **kwargs)
+        cb = IBCallback(x_rec, y, workdir / f"blocks-{time.perf_counter_ns()}", schedule=recorded, **kwargs)
         _settle()
-        model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer, cb],
+        model.fit(x_fit, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer, cb],
                   shuffle=True)
         d = np.diff(timer.stamps)
         recording = (np.arange(epochs) // BLOCK) % 2 == 0
@@ -233,19 +236,36 @@ def _split():
     return x_all[order[:n_train]], y_all[order[:n_train]], x_all, y_all
 
 
+def _workdir() -> Path:
+    """A fresh directory for the stores, next to the results on the work disk, like a user's ib_runs/."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="bench_callback_", dir=RESULTS.parent))
+
+
+PAIR = ("without_callback", "callback_default")
+
+
+def _pair(x_train, y_train, x, y, epochs, workdir, r, config="dnn_batch512") -> dict:
+    """Pair ``r``: the fits without and with the default callback right after each other, the order
+    alternating with ``r``; ``{variant: (seconds, per-epoch durations, time inside the callback)}``."""
+    out = {}
+    for variant in PAIR[r % 2:] + PAIR[:r % 2]:
+        out[variant] = _fit_seconds(x_train, y_train, x, y, epochs, variant, workdir, seed=r, config=config)
+        print(f"pair {r}: {config} {variant:20s} {out[variant][0]:7.2f} s, median epoch "
+              f"{1e3 * np.median(out[variant][1]):.2f} ms", flush=True)
+    return out
+
+
 def _full_length(epochs, n_pairs):
     """Adjacent pairs of full-length fits of the DNN baseline, without and with the default callback."""
     x_train, y_train, x_all, y_all = _split()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench_callback_", dir=RESULTS.parent))
-    runs = {"without_callback": [], "callback_default": []}
+    workdir = _workdir()
+    runs = {v: [] for v in PAIR}
     try:
         for r in range(n_pairs):
-            for variant in list(runs)[r % 2:] + list(runs)[:r % 2]:
-                t, per_epoch, spent = _fit_seconds(x_train, y_train, x_all, y_all, epochs, variant, workdir, seed=r)
+            for variant, (t, per_epoch, spent) in _pair(x_train, y_train, x_all, y_all, epochs, workdir, r).items():
                 runs[variant].append((t, 1e3 * float(np.median(per_epoch)),
                                       1e3 * float(np.median(spent)) if len(spent) else 0.0))
-                print(f"pair {r}: {variant:20s} {t:7.1f} s, median epoch {runs[variant][-1][1]:.2f} ms", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     ratios = [a[0] / b[0] for a, b in zip(runs["callback_default"], runs["without_callback"])]
@@ -291,18 +311,14 @@ def main(argv=None):
 
     load_start = os.getloadavg()[0]
     x_train, y_train, x_all, y_all = _split()
-    # stores go next to the results, on the work disk, like a user's default ib_runs/
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench_callback_", dir=RESULTS.parent))
+    workdir = _workdir()
     try:
-        pairs = {c: {"without_callback": [], "callback_default": []} for c in CONFIGS}
-        for r in range(args.pairs):
+        pairs = {c: {v: [] for v in PAIR} for c in CONFIGS}
+        for r in range(args.pairs):  # round r: one pair per setup, so every setup sees the same drift
             for config, runs in pairs.items():
-                for variant in list(runs)[r % 2:] + list(runs)[:r % 2]:  # adjacent, order alternating
-                    t, _, _ = _fit_seconds(x_train, y_train, x_all, y_all, args.epochs, variant, workdir, seed=r,
-                                           config=config)
+                for variant, (t, _, _) in _pair(x_train, y_train, x_all, y_all, args.epochs, workdir, r,
+                                                config).items():
                     runs[variant].append(t)
-                    print(f"pair {r}: {config} {variant:20s} {t:6.2f} s", flush=True)
 
         names = [v for v in VARIANTS if v != "callback_store_on_tmpfs" or TMPFS.is_dir()]
         whole = {n: [] for n in names}
