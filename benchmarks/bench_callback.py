@@ -28,7 +28,9 @@ the writes).  Reported: the median whole-fit time, the median of per-round ratio
 the callback, the median epoch wall time over all epochs of all rounds (one on_epoch_begin to the
 next, so every callback is included) and the median time inside the callback's ``on_epoch_end``.
 Also measured, side by side: one extraction of all taps by the callback's compiled function vs the
-plain graph and ``model.predict`` of the same taps, and one ``ActivationStore.append``.
+plain graph and ``model.predict`` of the same taps, and one ``ActivationStore.append``; and one call
+of the XLA graph by the ordinary concrete-function call vs the flat entry point the extractor uses,
+first at every epoch end of a fit (``extraction_call_*_in_fit``) and back to back.
 
 Every fit pays its own tracing, the callback its taps, extractor and store creation.  Each fit's
 store is deleted after it, and before each timed fit the writes are flushed (``os.sync``) and
@@ -218,6 +220,36 @@ def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, config="dnn_batch512
     return 1e3 * float(np.median(np.concatenate(on))), 1e3 * float(np.median(np.concatenate(off))), ratios
 
 
+def _call_paths_in_fit(x_train, y_train, x, epochs):
+    """Median ms of one extraction call of the XLA graph by the ordinary concrete-function call and by
+    the flat entry point the extractor uses (``ibtoolkit.taps._flat_entry``): inside a fit of the DNN
+    baseline, at every epoch end, each path first in every other epoch (the first call after the
+    training steps is the one the callback makes; the second is warm), and back to back."""
+    from ibtoolkit.taps import _flat_entry
+
+    model, x_fit, x_rec, batch_size = _setup("dnn_batch512", 0, x_train, x)
+    extractor = make_extractor(model, representation_taps(model))
+    batch = extractor.prepare(x_rec)[0]
+    extractor.compile([batch])
+    paths = {"concrete": extractor.trace(True), "flat": _flat_entry(extractor.trace(True))}
+    first = {name: [] for name in paths}
+
+    class _Timer(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            names = list(paths)[epoch % 2:] + list(paths)[:epoch % 2]
+            for i, name in enumerate(names):
+                t0 = time.perf_counter()
+                paths[name](batch)
+                if i == 0 and epoch >= BLOCK:
+                    first[name].append(time.perf_counter() - t0)
+
+    _settle()
+    model.fit(x_fit, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[_Timer()])
+    in_fit = {name: 1e3 * float(np.median(t)) for name, t in first.items()}
+    back_to_back = {name: _median_ms(lambda f=f: f(batch), 200) for name, f in paths.items()}
+    return in_fit, back_to_back
+
+
 def _median_ms(fn, n):
     times = []
     for _ in range(n):
@@ -344,6 +376,8 @@ def main(argv=None):
                 print(f"blocks round {r}: {name:18s} recording {on:6.2f} ms, not recording {off:6.2f} ms, "
                       f"ratio {on / off:.3f} (per fit {', '.join(f'{q:.3f}' for q in ratios)})", flush=True)
 
+        call_in_fit, call_back_to_back = _call_paths_in_fit(x_train, y_train, x_all, args.block_epochs)
+
         # per-epoch pieces, side by side on one trained model
         _settle()
         model = _model(0)
@@ -420,6 +454,12 @@ def main(argv=None):
         ("extract_all_taps_plain_graph", plain_ms, "ms", 1, 200, plain_ms / extract_ms),
         ("extract_all_taps_model_predict", predict_ms, "ms", 1, 30, predict_ms / extract_ms),
         ("store_append_one_epoch", append_ms, "ms", 1, 200, ""),
+        ("extraction_call_concrete_in_fit", call_in_fit["concrete"], "ms", args.block_epochs, 1, 1.0),
+        ("extraction_call_flat_in_fit", call_in_fit["flat"], "ms", args.block_epochs, 1,
+         call_in_fit["flat"] / call_in_fit["concrete"]),
+        ("extraction_call_concrete_back_to_back", call_back_to_back["concrete"], "ms", 1, 200, 1.0),
+        ("extraction_call_flat_back_to_back", call_back_to_back["flat"], "ms", 1, 200,
+         call_back_to_back["flat"] / call_back_to_back["concrete"]),
         ("host_probe", probe, "ms", 40, len(PROBES), spread),
         ("load_average_start", load_start, "load", "", "", ""),
         ("load_average_end", os.getloadavg()[0], "load", "", "", ""),
@@ -427,6 +467,9 @@ def main(argv=None):
     print(f"per epoch, all 5 taps on 4096 inputs: compiled extractor {extract_ms:.2f} ms "
           f"(XLA: {extractor.jit_compiled}), plain graph {plain_ms:.2f} ms (x{plain_ms / extract_ms:.2f}), "
           f"model.predict {predict_ms:.2f} ms (x{predict_ms / extract_ms:.1f}); store append {append_ms:.2f} ms")
+    print(f"one XLA extraction call, concrete-function call vs flat entry point: first call at an epoch end "
+          f"inside fit {call_in_fit['concrete']:.3f} vs {call_in_fit['flat']:.3f} ms, back to back "
+          f"{call_back_to_back['concrete']:.3f} vs {call_back_to_back['flat']:.3f} ms")
     _write_csv(RESULTS, rows)
     return rows
 

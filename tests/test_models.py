@@ -7,7 +7,7 @@ import larq as lq
 import tensorflow as tf
 
 from ibtoolkit.models import is_sign_quantizer, mlp, resolve_quantizer, to_pm1
-from ibtoolkit.taps import make_extractor, representation_taps
+from ibtoolkit.taps import _flat_entry, make_extractor, representation_taps
 
 
 def _pm1_inputs(n=300, d=12, seed=0):
@@ -235,6 +235,45 @@ def test_xla_plain_and_eager_extractors_agree(precision):
         else:
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-5)
             np.testing.assert_allclose(c[name], b[name], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_extractor_runs_the_traced_graph_by_its_flat_entry_point(xla):
+    """The extractor calls the traced graph through ``inference_fn.call_flat`` (no argument binding or
+    output packing per call) and gets exactly what calling the concrete function gives, before and
+    after the weights change: the captured variable handles are read once but the variables are read
+    at every call."""
+    m = mlp(seed=3)
+    x = _pm1_inputs(500)
+    ex = make_extractor(m, representation_taps(m), batch_size=512, jit_compile=xla)
+    batch = ex.prepare(x)[0]
+
+    def by_concrete_call():
+        return [o.numpy() for o in ex.trace(xla)(batch)]
+
+    for scale in (1.0, 0.5):
+        m.set_weights([w * scale for w in m.get_weights()])
+        got = ex([batch])
+        for name, ref in zip(ex.names, by_concrete_call()):
+            np.testing.assert_array_equal(got[name], ref)
+        if scale == 1.0:
+            before = got
+    assert not np.array_equal(before["hidden_1"], got["hidden_1"])  # the new weights were seen
+    assert ex.jit_compiled is xla
+    assert ex._entries[xla] is not ex.trace(xla)  # the flat entry point, not the ordinary call
+
+
+def test_flat_entry_falls_back_to_the_ordinary_call():
+    """Without ``inference_fn.call_flat`` (another TensorFlow version) the concrete function itself is
+    returned, so calls still work by the ordinary path."""
+    class Plain:
+        graph = None
+
+        def __call__(self, batch):
+            return [batch]
+
+    plain = Plain()
+    assert _flat_entry(plain) is plain
 
 
 @pytest.mark.parametrize("jit_compile", [False, "auto"])
