@@ -19,7 +19,9 @@ Shapes: the Shwartz-Ziv & Tishby hidden layers, N x (10 + 7 + 5 + 4 + 3).  Measu
   :mod:`ibtoolkit.store`), each from a flushed cache (``os.sync``, the first store deleted):
   medians per 1000 epochs.
 
-Prints medians and ratios and writes ``benchmarks/results/store.csv``.
+Prints medians and ratios and writes ``benchmarks/results/store.csv``: one row per case with the
+median ms per epoch (per call for ``read``) over the first and the last ``samples_per_median``
+epochs (calls) of that case (``median_ms_last`` is empty where only one median is taken).
 """
 from __future__ import annotations
 
@@ -77,6 +79,12 @@ class _Naive:
         tmp.replace(self.dir / "manifest.json")
 
 
+def _row(case: str, n: int, epochs: int, samples: int, first: float, last: float | None = None) -> dict:
+    """One CSV row: medians (ms) over the first and the last ``samples`` epochs or calls of a case."""
+    return {"case": case, "n": n, "epochs": epochs, "samples_per_median": samples,
+            "median_ms_first": round(first, 4), "median_ms_last": "" if last is None else round(last, 4)}
+
+
 def interleaved(writers: dict, epochs: int, acts: dict) -> dict:
     """Time each writer's step for every epoch, alternating writers within the epoch (same machine load)."""
     times = {k: np.empty(epochs) for k in writers}
@@ -107,8 +115,7 @@ def _long_run(root, n, epochs, acts) -> list[dict]:
         meds = [float(np.median(times[i:i + window]) * 1e3) for i in range(0, epochs, window)]
         case = f"long run float32, page-cache advice {'on' if advice else 'off'} (first, last 1000)"
         print(f"{case}: median ms/epoch per {window} epochs: {' '.join(f'{m:.2f}' for m in meds)}")
-        rows.append({"case": case, "n": n, "epochs": epochs, "median_ms_first200": round(meds[0], 4),
-                     "median_ms_last200": round(meds[-1], 4)})
+        rows.append(_row(case, n, epochs, window, meds[0], meds[-1]))
     return rows
 
 
@@ -124,13 +131,12 @@ def main():
           f"(other processes slow every figure down)")
     rows = []
 
-    def add(case, times, first=True):
+    def add(case, times, with_last=True):
         early = float(np.median(times[:WINDOW]) * 1e3)
-        late = float(np.median(times[-WINDOW:]) * 1e3) if first else float("nan")
-        rows.append({"case": case, "n": args.n, "epochs": len(times), "median_ms_first200": round(early, 4),
-                     "median_ms_last200": round(late, 4)})
-        print(f"{case:32s} epochs={len(times):6d}  median ms/epoch: first {WINDOW}: {early:7.3f}   "
-              f"last {WINDOW}: {late:7.3f}")
+        late = float(np.median(times[-WINDOW:]) * 1e3) if with_last else None
+        rows.append(_row(case, args.n, len(times), WINDOW, early, late))
+        print(f"{case:32s} epochs={len(times):6d}  median ms/epoch: first {WINDOW}: {early:7.3f}"
+              + (f"   last {WINDOW}: {late:7.3f}" if with_last else ""))
         return early, late
 
     try:
@@ -152,7 +158,7 @@ def main():
         ty = interleaved({"store binary fsync=False": _Store(root, args.n, True),
                           "store binary fsync=True": _Store(root, args.n, True, fsync=True)},
                          WINDOW, {"store binary fsync=False": bin_acts, "store binary fsync=True": bin_acts})
-        fy = {k: add(k, v, first=False) for k, v in ty.items()}
+        fy = {k: add(k, v, with_last=False) for k, v in ty.items()}
         print(f"ratio fsync=True / fsync=False: {fy['store binary fsync=True'][0] / fy['store binary fsync=False'][0]:.1f}")
         for key, label in (("store binary (packbits)", "binary"), ("store float32", "float32")):
             s = open_store(writers[key].dir)
@@ -173,8 +179,7 @@ def main():
                 plain.append(time.perf_counter() - t0)
             mc, mp = float(np.median(checked) * 1e3), float(np.median(plain) * 1e3)
             for case, med in ((f"read {label} h0 E=270 (store.read)", mc), (f"read {label} h0 E=270 (np.fromfile)", mp)):
-                rows.append({"case": case, "n": args.n, "epochs": len(eps), "median_ms_first200": round(med, 3),
-                             "median_ms_last200": float("nan")})
+                rows.append(_row(case, args.n, len(eps), len(checked), med))
             print(f"read {label} h0, 270 epochs: store.read {mc:.1f} ms, plain np.fromfile {mp:.1f} ms, "
                   f"ratio {mc / mp:.2f}")
         for w in writers.values():
