@@ -274,9 +274,16 @@ def _validate_manifest(m, path: Path) -> None:
         files.add(f)
 
 
+def _record_body(rec: dict) -> tuple[bytes, int]:
+    """A log record's canonical JSON (keys sorted, no spaces) without its "crc32" key, and the CRC-32
+    of those bytes: the record's checksum.  The writer's line is this body with the CRC added."""
+    body = _canonical({k: v for k, v in rec.items() if k != "crc32"}).encode()
+    return body, _atomic.crc32(body)
+
+
 def _record_crc(rec: dict) -> int:
-    """CRC-32 of a log record: of its canonical JSON (keys sorted, no spaces) without the "crc32" key."""
-    return _atomic.crc32(_canonical({k: v for k, v in rec.items() if k != "crc32"}).encode())
+    """CRC-32 of a log record (see :func:`_record_body`)."""
+    return _record_body(rec)[1]
 
 
 def _parse_log(data: bytes, block_bytes: dict[str, int], path: Path) -> tuple[list[dict], int]:
@@ -538,8 +545,8 @@ class ActivationStore:
                 for fd in self._data_fds.values():
                     os.fsync(fd)
             rec = {"epoch": epoch, "metrics": met, "blocks": blocks, "time": round(time.time(), 3)}
-            body = _canonical(rec).encode()  # serialized once: the line is this record plus its CRC
-            self._append_log(body[:-1] + b',"crc32":%d}\n' % _atomic.crc32(body))
+            body, crc = _record_body(rec)  # serialized once: the line is this record plus its CRC
+            self._append_log(body[:-1] + b',"crc32":%d}\n' % crc)
         except OSError as exc:
             self._cut_layer_files(index)  # uncommitted: cut now (a reopen would cut them anyway)
             raise StoreError(f"{self.directory}: could not commit epoch {epoch}: {exc}") from exc
