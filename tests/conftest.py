@@ -1,4 +1,9 @@
-"""Shared fixtures.  Keras 2 mode is selected before anything imports TensorFlow."""
+"""Shared fixtures.  Keras 2 mode is selected before anything imports TensorFlow.
+
+Under ``CI=true`` a test that skips because a package is missing fails instead: the ``test`` extra
+must bring everything the suite needs, and a skip there would hide a missing extra (outside CI such a
+test may skip, with the reason).
+"""
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -7,6 +12,22 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+# pytest.importorskip's message, the one way this suite skips for a missing package
+_MISSING_PACKAGE = "could not import"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and call.excinfo is not None:
+        reason = str(call.excinfo.value)
+        if _MISSING_PACKAGE in reason:
+            report.outcome = "failed"
+            report.longrepr = (f"CI=true: skipped for a missing package ({reason}); the 'test' extra in "
+                               "setup.py must bring it")
 
 
 @pytest.fixture
