@@ -98,12 +98,12 @@ def interleaved(writers: dict, epochs: int, acts: dict) -> dict:
 
 def _long_run(root, n, epochs, acts) -> list[dict]:
     """Per-1000-epoch medians of one long float32 run, page-cache advice off, then on."""
-    import ibtoolkit.store as store_module
+    import ibtoolkit.store.cache as cache_module
 
     rows, window = [], 1000
     for advice in (False, True):
-        saved = store_module._CACHE_WINDOW
-        store_module._CACHE_WINDOW = saved if advice else 1 << 62
+        saved = cache_module.CACHE_WINDOW
+        cache_module.CACHE_WINDOW = saved if advice else 1 << 62
         try:
             os.sync()
             writer = _Store(root, n, False)
@@ -111,7 +111,7 @@ def _long_run(root, n, epochs, acts) -> list[dict]:
             writer.store.close()
             shutil.rmtree(writer.dir, ignore_errors=True)
         finally:
-            store_module._CACHE_WINDOW = saved
+            cache_module.CACHE_WINDOW = saved
         meds = [float(np.median(times[i:i + window]) * 1e3) for i in range(0, epochs, window)]
         case = f"long run float32, page-cache advice {'on' if advice else 'off'} (first, last 1000)"
         print(f"{case}: median ms/epoch per {window} epochs: {' '.join(f'{m:.2f}' for m in meds)}")

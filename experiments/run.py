@@ -254,14 +254,6 @@ def _estimate_cache_path(out: pathlib.Path, run_id: str, spec: dict, subsample=N
     return pathlib.Path(out) / "estimates" / run_id / f"{spec['name']}-{digest}.csv"
 
 
-def _store_token(store) -> str:
-    """Identifies the recorded content of a store: cached estimates of another content are stale."""
-    manifest = store.manifest
-    key = {"epochs": [int(e) for e in store.epochs], "created": manifest.get("created"), "run": store.run,
-           "inputs": manifest.get("inputs"), "labels": manifest.get("labels")}
-    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _estimate_one(store_dir, spec, out, *, resume, jobs=1, progress=False, subsample=None,
                   random_state=0, plugins=()):
     """The plane of one store under one estimator spec, through the per-(run, estimator) CSV cache.
@@ -275,7 +267,7 @@ def _estimate_one(store_dir, spec, out, *, resume, jobs=1, progress=False, subsa
     from ibtoolkit.plane import read_plane, write_plane
 
     store = open_store(store_dir)
-    token = _store_token(store)
+    token = store.fingerprint
     path = _estimate_cache_path(pathlib.Path(out), store.directory.name, spec, subsample, random_state)
     token_file = path.with_suffix(".token")
     if resume and path.is_file() and token_file.is_file() and token_file.read_text() == token:

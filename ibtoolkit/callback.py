@@ -41,7 +41,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,7 +54,7 @@ import tensorflow as tf  # noqa: E402
 
 from .registry import get_estimator  # noqa: E402
 from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
-from .store import DTYPES, ActivationStore, run_metadata  # noqa: E402
+from .store import DTYPES, ActivationStore, BackgroundWriter, run_metadata  # noqa: E402
 from .taps import check_jit_compile, make_extractor, representation_taps  # noqa: E402
 from .validation import all_finite, as_labels, require_finite  # noqa: E402
 
@@ -222,9 +221,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._diverged = False
         self._warned = False
         self._last_logs: dict = {}
-        self._writer = None
-        self._pending: deque = deque()
-        self._write_failed = False
+        self._writer: BackgroundWriter | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def on_train_begin(self, logs=None):
@@ -253,9 +250,8 @@ class IBCallback(tf.keras.callbacks.Callback):
             binary=[t.binary for t in self.taps], model=_describe_model(model, self.taps), dataset=dataset,
             schedule=schedule, dtype=self.dtype, resume=True, run=self.run)
         self.store.set_status("running")
-        self._write_failed = False
         if self.background:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="IBCallback-writer")
+            self._writer = BackgroundWriter(max_pending=2, name="IBCallback-writer")
         epochs = self.store.epochs
         self._stored_last = int(epochs[-1]) if len(epochs) else None
         self._start = max(self._trained, self._stored_last or 0)
@@ -323,8 +319,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._wait_compile(raise_errors=False)  # a failure was raised in fit already, or is moot now
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            writer.shutdown(wait=True)
-        self._pending.clear()  # all done after the shutdown; a failed write was raised in fit already
+            writer.shutdown()  # a failed write was raised in fit already
         if self.store is not None:
             store, self.store = self.store, None
             try:
@@ -336,30 +331,17 @@ class IBCallback(tf.keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ store writes
     def _write(self, fn, *args, **kwargs) -> None:
-        """Run one store mutation: on the writer thread (in order) or right here."""
+        """Run one store mutation: on the background writer (in order, at most two epochs in flight) or
+        right here."""
         if self._writer is None:
             fn(*args, **kwargs)
-            return
-        if len(self._pending) >= 2:  # back-pressure: never more than two epochs in flight
-            self._pending.popleft().result()
-        self._pending.append(self._writer.submit(self._after_good_writes, fn, *args, **kwargs))
-
-    def _after_good_writes(self, fn, *args, **kwargs) -> None:
-        """Writer thread: run ``fn`` unless an earlier write failed.  The store then stays exactly as the
-        failure left it (no later epoch after a missing one, no status ``complete``) while the error
-        travels to the training thread."""
-        if self._write_failed:
-            return
-        try:
-            fn(*args, **kwargs)
-        except BaseException:
-            self._write_failed = True
-            raise
+        else:
+            self._writer.submit(fn, *args, **kwargs)
 
     def _check_writes(self, wait: bool = False) -> None:
         """Re-raise, in the training thread, the first error of a finished (or, with wait, any) write."""
-        while self._pending and (wait or self._pending[0].done()):
-            self._pending.popleft().result()
+        if self._writer is not None:
+            self._writer.check(wait)
 
     # ------------------------------------------------------------------ recording
     def _planned(self, current: int, end: int) -> set[int]:

@@ -456,19 +456,16 @@ def _unrecorded_divergence(store) -> dict[int, str]:
 
 
 def _run_metadata(store) -> dict[str, Any]:
+    """The run columns of the plane: ``manifest["run"]`` (``IBCallback(run=...)``); a store without
+    run metadata gives the dataset's and the model's names and None for the rest."""
     manifest = getattr(store, "manifest", None) or {}
-    model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
     run = manifest.get("run") if isinstance(manifest.get("run"), Mapping) else {}
-    dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), Mapping) else {}
+    described = {key: manifest.get(key) for key in ("dataset", "model")}
     meta = {}
     for key in _RUN_KEYS:
         value = run.get(key)
-        if value is None and key == "dataset":
-            value = dataset.get("name")
-        elif value is None and key == "model":
-            value = model.get("name")
-        elif value is None:
-            value = model.get(key, dataset.get(key) if key == "seed" else None)
+        if value is None and isinstance(described.get(key), Mapping):
+            value = described[key].get("name")
         if isinstance(value, Mapping):
             value = value.get("name")
         meta[key] = value

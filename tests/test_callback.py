@@ -17,7 +17,7 @@ import tensorflow as tf
 from ibtoolkit import Estimator, get_estimator
 from ibtoolkit.callback import DivergenceWarning, IBCallback
 from ibtoolkit.models import mlp
-from ibtoolkit.store import ActivationStore, StoreError, open_store
+from ibtoolkit.store import ActivationStore, StoreError, StoreWriter, open_store
 from ibtoolkit.taps import make_extractor
 
 import _callback_child as child
@@ -388,7 +388,7 @@ def test_failed_commit_stops_fit_and_keeps_the_epochs_before_it(tmp_path, monkey
     later epoch (no gap), no status "complete"; the run is marked interrupted and epochs 0-2 stay."""
     x, y = _data()
     model = _compiled(precision="binary")
-    real = ActivationStore.append
+    real = StoreWriter.append  # the writer ActivationStore.create returns
 
     def disk_full_at_3(self, epoch, *args, **kwargs):
         if epoch == 3:
@@ -396,7 +396,7 @@ def test_failed_commit_stops_fit_and_keeps_the_epochs_before_it(tmp_path, monkey
             raise StoreError(f"{self.directory}: could not commit epoch 3: [Errno 28] No space left on device")
         return real(self, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(ActivationStore, "append", disk_full_at_3)
+    monkeypatch.setattr(StoreWriter, "append", disk_full_at_3)
     cb = IBCallback(x, y, tmp_path / "run", schedule="all", background=background)
     with pytest.raises(StoreError, match="could not commit epoch 3"):
         model.fit(x, y, epochs=8, batch_size=128, verbose=0, callbacks=[cb])

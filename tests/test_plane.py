@@ -101,9 +101,9 @@ def metrics_of(epoch):
 
 def write_store(directory, diverged_at=None):
     x, y = make_data()
-    model = {"name": "mlp-test", "precision": "binary", "variant": "ste_sign", "seed": 3}
-    with ActivationStore.create(directory, inputs=x, labels=y, layers=LAYERS, binary=BINARY,
-                                model=model, dataset={"name": "bits6", "n": 80}) as store:
+    run = {"model": "mlp-test", "precision": "binary", "variant": "ste_sign", "seed": 3}  # no dataset: its name
+    with ActivationStore.create(directory, inputs=x, labels=y, layers=LAYERS, binary=BINARY, run=run,
+                                model={"name": "mlp-test"}, dataset={"name": "bits6", "n": 80}) as store:
         for e in EPOCHS:
             acts = {name: codes(x, i, w, e, b) for i, ((name, w), b) in enumerate(zip(LAYERS, BINARY))}
             store.append(e, acts, metrics=metrics_of(e))

@@ -1,4 +1,4 @@
-"""Tests of the activation store (ibtoolkit/store.py): round trip, resume, ordering, validation,
+"""Tests of the activation store (the package ibtoolkit/store/): round trip, resume, ordering, validation,
 lock, hostile manifests, corrupted files, unwritable targets.  Crash (SIGKILL) tests live in
 tests/test_store_crash.py.
 
@@ -741,16 +741,16 @@ def test_missing_layer_file_refused_by_a_writer_and_not_recreated(written, data)
 
 @pytest.mark.parametrize("trigger", ["age", "bytes"])
 def test_writer_releases_old_blocks_from_the_page_cache_and_reads_stay_intact(tmp_path, data, monkeypatch, trigger):
-    """Every ``_CACHE_WINDOW`` epochs the writer advises the kernel to drop layer blocks that are old
-    enough (``_CACHE_AGE``) or, for a fast writer, beyond ``_CACHE_BYTES``: each file's advised ranges
+    """Every ``CACHE_WINDOW`` epochs the writer advises the kernel to drop layer blocks that are old
+    enough (``CACHE_AGE``) or, for a fast writer, beyond ``CACHE_BYTES``: each file's advised ranges
     start at byte 0, move forward overlapping the previous one, stay on whole blocks and end, never
     past the committed blocks, at the newest mark old enough (age 0: block 28 of 30 with a window of 4)
     or the newest with any bytes cached after it (block 24); every epoch still reads back exactly."""
-    import ibtoolkit.store as store_module
+    import ibtoolkit.store.cache as cache_module
 
-    monkeypatch.setattr(store_module, "_CACHE_WINDOW", 4)
-    monkeypatch.setattr(store_module, "_CACHE_AGE", 0.0 if trigger == "age" else 1e9)
-    monkeypatch.setattr(store_module, "_CACHE_BYTES", 0 if trigger == "bytes" else 1 << 40)
+    monkeypatch.setattr(cache_module, "CACHE_WINDOW", 4)
+    monkeypatch.setattr(cache_module, "CACHE_AGE", 0.0 if trigger == "age" else 1e9)
+    monkeypatch.setattr(cache_module, "CACHE_BYTES", 0 if trigger == "bytes" else 1 << 40)
     calls = []
     real = os.posix_fadvise
 
@@ -800,3 +800,35 @@ def test_binary_layer_in_any_dtype_round_trips_and_is_checked_in_that_dtype(tmp_
     codes = open_store(tmp_path / "r").read("quant/sign")
     np.testing.assert_array_equal(codes[0], acts["quant/sign"])
     np.testing.assert_array_equal(codes[1], acts["quant/sign"])
+
+
+def test_fingerprint_follows_the_recorded_content(written, data, tmp_path):
+    """The fingerprint is the same for every reader of one store, changes when an epoch is committed,
+    and differs between two stores of the same content created at different times (``created``) or
+    with a different run."""
+    d, _ = written
+    before = open_store(d).fingerprint
+    assert open_store(d).fingerprint == before
+    with create(d, data) as s:  # resumed: same content until an epoch is added
+        assert s.fingerprint == before
+        s.append(9, make_acts(9))
+        assert s.fingerprint != before
+    assert open_store(d).fingerprint == open_store(d).fingerprint != before
+    other = create(tmp_path / "other", data, run={"run_id": "b"})
+    other.close()
+    assert open_store(tmp_path / "other").fingerprint not in (before, open_store(d).fingerprint)
+
+
+def test_reader_and_writer_roles(written, data):
+    """open_store gives a reader (no lock: a writer can open at the same time); create gives a
+    StoreWriter, which is an ActivationStore; both describe themselves."""
+    from ibtoolkit.store import StoreWriter
+
+    d, _ = written
+    r = open_store(d)
+    assert type(r) is ActivationStore and "reader" in repr(r)
+    with create(d, data) as s:
+        assert isinstance(s, StoreWriter) and isinstance(s, ActivationStore) and "writer" in repr(s)
+        r.refresh()
+        assert r.epochs.tolist() == s.epochs.tolist() == [0, 1, 5]
+    assert "reader" in repr(s)  # closed
