@@ -14,8 +14,9 @@ distinct analysis inputs; a deterministic network has :math:`I(X;T) = H(T) \\le 
 Estimation reads the :class:`~ibtoolkit.store.ActivationStore`, never the model, so every
 estimator sees the same activations.  The work is cut into (layer, chunk of epochs) tasks; a task
 reads only its chunk, so memory stays at one chunk of one layer per worker (never all layers ×
-epochs).  With ``n_jobs > 1`` the tasks run on joblib (loky processes by default, or whatever
-backend the caller activated with ``joblib.parallel_config``, e.g. Dask); each task carries only
+epochs).  With ``n_jobs != 1`` the tasks run on :class:`ibtoolkit.parallel.Engine` (joblib: loky
+processes by default, or whatever backend the caller activated with ``joblib.parallel_config``,
+e.g. Dask); each task carries only
 the store directory, the layer, its epochs and plain estimator specs, and every worker opens the
 store itself, builds one estimator instance per estimator (reused for all its tasks of that call,
 so per-instance caches of the inputs pay off) and limits TensorFlow and BLAS to one thread.
@@ -34,9 +35,7 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
-import threading
 import uuid
 from importlib import import_module
 from pathlib import Path
@@ -46,9 +45,10 @@ import numpy as np
 import pandas as pd
 
 from .estimator import Estimator
-from .registry import _REGISTRY, get_estimator
+from .parallel import Engine, Task, drop_worker_state, worker_state
+from .registry import get_estimator, registered_class
 
-__all__ = ["information_plane", "write_plane", "read_plane", "limit_worker_threads", "BASE_COLUMNS", "SATURATION_TOL",
+__all__ = ["information_plane", "write_plane", "read_plane", "BASE_COLUMNS", "SATURATION_TOL",
            "CHUNK_BYTES"]
 
 #: Columns every table starts with, in this order.
@@ -148,17 +148,8 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
                     results.extend(out)
                     bar.update(len(out))
         else:
-            from joblib import Parallel, delayed
-
-            tasks = [(layer, part) for layer in layer_list
-                     for part in _split(epoch_list, _layer_chunk(chunk, x_all.shape[0], store.widths[layer]))]
-            token = uuid.uuid4().hex
-            directory = str(store.directory)
-            parallel = Parallel(n_jobs=int(n_jobs), return_as="generator")
-            for out in parallel(delayed(_worker_task)(directory, token, layer, ep, specs, sample_idx, invalid)
-                                for layer, ep in tasks):
-                results.extend(out)
-                bar.update(len(out))
+            results.extend(_estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, sample_idx, invalid,
+                                                 int(n_jobs), bar))
 
     if epochs is None:  # diverged epochs that were never recorded: say so in the table
         for epoch, reason in _unrecorded_divergence(store).items():
@@ -254,63 +245,50 @@ class _Context:
         return out
 
 
-# State of a worker: one context per information_plane call (keyed by a token).  Thread-local,
-# so a threading backend gives every thread its own estimator instances (their caches are not
-# assumed thread-safe); in a process backend there is one per worker process.
-_LOCAL = threading.local()
-_THREADS_LIMITED = False
+def _estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, sample_idx, invalid, n_jobs, bar):
+    """The (layer, epoch chunk) tasks on :class:`ibtoolkit.parallel.Engine` (joblib: loky processes,
+    or the backend the caller activated, e.g. Dask); rows in task order."""
+    n = int(np.asarray(store.inputs).shape[0])
+    token = uuid.uuid4().hex
+    directory = str(store.directory)
+    tasks = [Task("estimate", f"{layer} epochs {part[0]}-{part[-1]}", _worker_task,
+                  (directory, token, layer, part, specs, sample_idx, invalid))
+             for layer in layer_list for part in _split(epoch_list, _layer_chunk(chunk, n, store.widths[layer]))]
+    try:
+        outcomes = Engine(jobs=n_jobs).map(tasks, _BarOfEstimates(bar), capture=False)
+    finally:
+        drop_worker_state(token)  # a task may have run in this process (a single task, a threading backend)
+    return [row for outcome in outcomes for row in outcome.value]
+
+
+class _BarOfEstimates:
+    """Moves the plane's progress bar by the number of estimates of each finished task."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def done(self, outcome) -> None:
+        self.bar.update(len(outcome.value))
 
 
 def _worker_task(directory, token, layer, epochs, specs, sample_idx, invalid):
-    """One (layer, epoch chunk) task in a worker: everything it gets is plain, picklable data."""
-    if multiprocessing.parent_process() is not None:
-        limit_worker_threads()  # only in worker processes, never in the caller's own process
-    state = _LOCAL.__dict__
-    if state.get("token") != token:  # a new call: open the store and build the instances once
-        from .store import open_store
-
-        store = open_store(directory)
-        instances = [_instantiate(spec) for spec in specs]
-        x = np.asarray(store.inputs)
-        y = np.asarray(store.labels)
-        if sample_idx is not None:
-            x, y = x[sample_idx], y[sample_idx]
-        state["ctx"] = _Context(store, x, y, instances, invalid, sample_idx)
-        state["token"] = token
-    ctx = state["ctx"]
-    acts = ctx.store.read(layer, epochs=np.asarray(epochs, dtype=np.int64))
-    return ctx.estimate_block(layer, np.asarray(epochs, dtype=np.int64), acts)
+    """One (layer, epoch chunk) task in a worker: everything it gets is plain, picklable data.  The
+    worker opens the store and builds the estimator instances once per call (:func:`worker_state`),
+    so per-instance caches of the inputs serve all of the call's tasks there."""
+    ctx = worker_state(token, lambda: _worker_context(directory, specs, sample_idx, invalid))
+    epochs = np.asarray(epochs, dtype=np.int64)
+    return ctx.estimate_block(layer, epochs, ctx.store.read(layer, epochs=epochs))
 
 
-def limit_worker_threads() -> None:
-    """One TensorFlow and one BLAS thread in this worker process, set once per process (the
-    workers already fill the cores).  For parallel workers only: never call it in a user's process."""
-    global _THREADS_LIMITED
-    if not _THREADS_LIMITED:
-        _limit_threads()
-        _THREADS_LIMITED = True
+def _worker_context(directory, specs, sample_idx, invalid) -> _Context:
+    from .store import open_store
 
-
-def _limit_threads() -> None:
-    os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-    import sys
-
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError as exc:  # TF already initialised in this worker: say so, keep going
-            import warnings
-
-            warnings.warn(f"could not limit TensorFlow to one thread in a plane worker: {exc}",
-                          RuntimeWarning, stacklevel=2)
+    store = open_store(directory)
+    x = np.asarray(store.inputs)
+    y = np.asarray(store.labels)
+    if sample_idx is not None:
+        x, y = x[sample_idx], y[sample_idx]
+    return _Context(store, x, y, [_instantiate(spec) for spec in specs], invalid, sample_idx)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -346,7 +324,7 @@ def _resolve_estimators(estimators, *, parallel: bool):
         origin = getattr(type(est), "_registry_origin", type(est))
         spec = {"name": name, "params": est.params(), "module": getattr(origin, "__module__", None)}
         if parallel:
-            if _REGISTRY.get(name) is not type(est):
+            if registered_class(name) is not type(est):
                 raise ValueError(f"estimator {est!r} is not a registered class, so parallel workers "
                                  f"cannot rebuild it; register it with @register_estimator or use n_jobs=1")
             try:
@@ -361,7 +339,7 @@ def _resolve_estimators(estimators, *, parallel: bool):
 
 def _instantiate(spec):
     """Rebuild an estimator in a worker; import its defining module first if it is unknown there."""
-    if spec["name"] not in _REGISTRY and spec.get("module"):
+    if registered_class(spec["name"]) is None and spec.get("module"):
         import_module(spec["module"])
     return get_estimator(spec["name"], **spec["params"])
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from .estimator import EstimateResult, Estimator
 
-__all__ = ["register_estimator", "get_estimator", "available_estimators", "FunctionEstimator",
+__all__ = ["register_estimator", "get_estimator", "available_estimators", "registered_class", "FunctionEstimator",
            "PluginWarning", "ENTRY_POINT_GROUP", "load_plugins"]
 
 ENTRY_POINT_GROUP = "ibtoolkit.estimators"
@@ -181,6 +181,11 @@ def available_estimators() -> list[str]:
     """Sorted names of all registered estimators (built-ins, decorators and plugins)."""
     load_plugins()
     return sorted(_REGISTRY)
+
+
+def registered_class(name: str) -> type[Estimator] | None:
+    """The class registered under ``name`` so far, or None (no plugin is loaded by this call)."""
+    return _REGISTRY.get(name)
 
 
 def get_estimator(spec, **params) -> Estimator:
