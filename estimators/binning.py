@@ -31,7 +31,7 @@ import numpy as np
 
 from ibtoolkit import EstimateResult, Estimator, register_estimator
 
-from ._counting import InputKeyCache, Keys, codes_keys, discrete_point, mutual_information_keys
+from .counting import InputKeyCache, Keys, codes_keys, discrete_point, mutual_information_keys
 
 __all__ = ["BinningEstimator"]
 

@@ -14,7 +14,7 @@ literature estimates for quantized networks (Raj, Nayak & Kalyani, 2020; Lorenze
 Nielsen, 2022) without a binning resolution.  ``miller_madow=True`` adds the Miller–Madow
 correction (m - 1) / (2 N ln 2) to each entropy (m = non-empty cells).
 
-Counting is done by :mod:`estimators._counting`: one int64 key per row (bit-packing for ±1 codes,
+Counting is done by :mod:`estimators.counting`: one int64 key per row (bit-packing for ±1 codes,
 mixed radix or a checked 64-bit hash otherwise), then ``bincount`` or one sort.  The keys of ``x``
 are computed once per instance and reused while ``x`` is unchanged.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ibtoolkit import EstimateResult, Estimator, register_estimator
 
-from ._counting import InputKeyCache, discrete_point, mutual_information_keys, row_keys
+from .counting import InputKeyCache, discrete_point, mutual_information_keys, row_keys
 
 __all__ = ["ExactEstimator"]
 

@@ -83,7 +83,7 @@ import numpy as np
 from ibtoolkit import Estimator, EstimateResult, register_estimator
 from ibtoolkit.estimator import LN2
 
-from ._counting import InputGroups, distinct_rows, key_groups
+from .counting import InputGroups, distinct_rows, key_groups
 
 __all__ = ["KDEEstimator", "kde_bounds"]
 

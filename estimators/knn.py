@@ -70,7 +70,7 @@ from ibtoolkit import Estimator, EstimateResult, register_estimator
 from ibtoolkit.estimator import LN2
 from ibtoolkit.validation import as_labels, as_samples, check_pair
 
-from ._counting import InputGroups, entropy_from_counts
+from .counting import InputGroups, entropy_from_counts
 
 __all__ = ["KSGEstimator", "kl_entropy", "ross_mutual_information", "ksg_mutual_information"]
 

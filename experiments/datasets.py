@@ -51,6 +51,8 @@ from typing import Callable
 
 import numpy as np
 
+from ibtoolkit.codes import to_pm1  # the one {0, 1} -> ±1 rule (x -> 2x - 1), re-exported here
+
 __all__ = ["Dataset", "DatasetUnavailable", "load", "ensure_available", "available_datasets", "train_test_split", "split",
            "to_pm1", "flatten", "scale", "read_idx", "tishby_dataset", "TISHBY_VERTICES"]
 
@@ -117,23 +119,6 @@ class Dataset:
 
 
 # ----------------------------------------------------------------------------------------- preprocessing
-def to_pm1(x) -> np.ndarray:
-    """Map {0, 1} inputs to {-1, +1} (``2x - 1``, float32), the input a sign quantizer can tell apart.
-
-    Larq's sign quantizers send 0 and 1 both to +1, so {0,1} inputs must be mapped before a BNN sees
-    them.  Raises ``ValueError`` when ``x`` holds anything but 0 and 1.
-    """
-    arr = np.asarray(x)
-    if arr.size == 0:
-        raise ValueError("to_pm1: x is empty")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"to_pm1: x must be numeric, got dtype {arr.dtype}")
-    if not np.isin(arr, (0, 1)).all():
-        bad = arr[~np.isin(arr, (0, 1))].ravel()[0]
-        raise ValueError(f"to_pm1: x must hold only 0 and 1, found {bad!r}")
-    return (2 * arr.astype(np.float32) - 1).astype(np.float32)
-
-
 def flatten(x) -> np.ndarray:
     """Reshape (N, ...) inputs to (N, prod(...)), e.g. 28x28 images to 784 features."""
     arr = np.asarray(x)

@@ -33,7 +33,7 @@ class Analysis:
     """Results of the phase analysis of one plane table (each part None when it could not be made)."""
 
     phases: pd.DataFrame | None = None
-    verdicts: object = None          # ibtoolkit.phases.summarise_verdicts(phases)
+    verdicts: object = None          # experiments.claim.summarise_verdicts(phases)
     agreement: object = None         # ibtoolkit.phases.AgreementResult (verdicts, pairs, vs_exact)
     dpi: pd.DataFrame | None = None
     saturation: pd.DataFrame | None = None
@@ -68,11 +68,13 @@ def analyse(plane: pd.DataFrame) -> Analysis:
     """Phase table, verdict summary, estimator agreement, DPI and saturation checks of ``plane``."""
     from ibtoolkit import phases as ph
 
+    from experiments.claim import summarise_verdicts
+
     analysis = Analysis(model_order=list(dict.fromkeys(plane["model"].astype(str))) if "model" in plane else [])
     ok = plane[plane["status"] == "ok"] if "status" in plane else plane
     analysis.phases = _step(analysis, "phase table", ph.phase_table, ok)
     if analysis.phases is not None:
-        analysis.verdicts = _step(analysis, "verdict summary", ph.summarise_verdicts, analysis.phases)
+        analysis.verdicts = _step(analysis, "verdict summary", summarise_verdicts, analysis.phases)
     analysis.agreement = _step(analysis, "estimator agreement", ph.estimator_agreement, ok)
     analysis.dpi = _step(analysis, "DPI check", ph.dpi_violations, ok)
     analysis.saturation = _step(analysis, "saturation check", ph.saturation, ok)

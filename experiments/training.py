@@ -18,7 +18,6 @@ and was made from the same config.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import pathlib
 import shutil
@@ -71,10 +70,6 @@ def _training_key(run_config) -> dict:
             "seed": run_config["seed"], "model": model}
 
 
-def _canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
-
-
 def store_is_complete(directory, run_config=None) -> bool:
     """True when ``directory`` holds a store with status ``complete`` (and, if ``run_config`` is
     given, one trained from the same dataset/model/seed/epochs settings)."""
@@ -82,6 +77,7 @@ def store_is_complete(directory, run_config=None) -> bool:
     if not (directory / "manifest.json").exists():
         return False
     from ibtoolkit.store import StoreError, open_store
+    from ibtoolkit.store.format import canonical_json
 
     try:
         store = open_store(directory)
@@ -93,7 +89,7 @@ def store_is_complete(directory, run_config=None) -> bool:
     if run_config is None:
         return True
     recorded = (store.run or {}).get("training")
-    return recorded is not None and _canonical(recorded) == _canonical(_training_key(run_config))
+    return recorded is not None and canonical_json(recorded) == canonical_json(_training_key(run_config))
 
 
 # -- data and model ------------------------------------------------------------------------------

@@ -7,10 +7,15 @@ estimator-only work stays light.
 
 Public API
 ----------
-Estimators: :class:`Estimator`, :class:`EstimateResult`, :func:`register_estimator`,
-:func:`get_estimator`, :func:`available_estimators`.
-Recording: :class:`IBCallback`, :func:`open_store`, :class:`ActivationStore`, :mod:`ibtoolkit.models`.
-Analysis: :func:`information_plane`, :mod:`ibtoolkit.phases`, :mod:`ibtoolkit.plotting`.
+Recording: :class:`IBCallback`, :class:`DivergenceWarning`, :func:`open_store`, :class:`ActivationStore`,
+:class:`StoreError`.
+Estimators: :class:`Estimator`, :class:`EstimateResult`, :func:`get_estimator`, :func:`register_estimator`,
+:func:`available_estimators`.
+Analysis: :func:`information_plane`, :func:`read_plane`.
+Submodules: :mod:`~ibtoolkit.models`, :mod:`~ibtoolkit.phases`, :mod:`~ibtoolkit.plotting`,
+:mod:`~ibtoolkit.schedules`; the rest lives in its own module (:mod:`~ibtoolkit.registry`,
+:mod:`~ibtoolkit.estimator`, :mod:`~ibtoolkit.validation`, :mod:`~ibtoolkit.codes`,
+:mod:`~ibtoolkit.store`, :mod:`~ibtoolkit.plane`, :mod:`~ibtoolkit.parallel`).
 """
 from __future__ import annotations
 
@@ -18,41 +23,57 @@ from ._keras import ensure_legacy_keras as _ensure_legacy_keras
 
 _ensure_legacy_keras()
 
-from .estimator import EstimateResult, Estimator, bits_to_nats, nats_to_bits  # noqa: E402
-from .registry import (  # noqa: E402
-    ENTRY_POINT_GROUP, FunctionEstimator, PluginWarning, available_estimators, get_estimator,
-    load_plugins, register_estimator)
+from .estimator import EstimateResult, Estimator  # noqa: E402
+from .registry import available_estimators, get_estimator, register_estimator  # noqa: E402
 
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first access (PEP 562) to keep TensorFlow lazy.
 _LAZY = {
     "IBCallback": ".callback",
+    "DivergenceWarning": ".callback",
     "ActivationStore": ".store",
     "open_store": ".store",
     "StoreError": ".store",
     "information_plane": ".plane",
+    "read_plane": ".plane",
     "models": ".models",
     "phases": ".phases",
     "plotting": ".plotting",
     "schedules": ".schedules",
 }
 
-__all__ = ["Estimator", "EstimateResult", "register_estimator", "get_estimator", "available_estimators",
-           "FunctionEstimator", "PluginWarning", "ENTRY_POINT_GROUP", "load_plugins", "nats_to_bits",
-           "bits_to_nats", *_LAZY]
+# Names that left the top level: still importable from here for one release, with a
+# DeprecationWarning naming their module.
+_DEPRECATED = {
+    "FunctionEstimator": ".registry",
+    "PluginWarning": ".registry",
+    "ENTRY_POINT_GROUP": ".registry",
+    "load_plugins": ".registry",
+    "nats_to_bits": ".estimator",
+    "bits_to_nats": ".estimator",
+}
+
+__all__ = ["Estimator", "EstimateResult", "register_estimator", "get_estimator", "available_estimators", *_LAZY]
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ibtoolkit' has no attribute {name!r}")
     from importlib import import_module
 
-    mod = import_module(module, __name__)
-    value = mod if module.lstrip(".") == name else getattr(mod, name)
-    globals()[name] = value
-    return value
+    module = _LAZY.get(name)
+    if module is not None:
+        mod = import_module(module, __name__)
+        value = mod if module.lstrip(".") == name else getattr(mod, name)
+        globals()[name] = value
+        return value
+    module = _DEPRECATED.get(name)
+    if module is not None:
+        import warnings
+
+        warnings.warn(f"ibtoolkit.{name} is deprecated and will leave the top level in the next release; "
+                      f"import it from ibtoolkit{module}", DeprecationWarning, stacklevel=2)
+        return getattr(import_module(module, __name__), name)
+    raise AttributeError(f"module 'ibtoolkit' has no attribute {name!r}")
 
 
 def __dir__():

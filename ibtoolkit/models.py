@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _keras  # noqa: F401  (Keras-2 mode before TensorFlow loads)
+from .codes import to_pm1  # noqa: F401  (re-exported: models take ±1 inputs)
 
 __all__ = ["mlp", "to_pm1", "resolve_quantizer", "is_sign_quantizer", "SIGN_QUANTIZERS",
            "KERNEL_ONLY_QUANTIZERS"]
@@ -43,28 +44,6 @@ _keras.ensure_legacy_keras()
 SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign")
 #: Quantizers allowed on kernels only (their output is not ±1).
 KERNEL_ONLY_QUANTIZERS = ("magnitude_aware_sign",)
-
-
-def to_pm1(x, threshold: float = 0.5) -> np.ndarray:
-    """Map binary inputs {0, 1} (or booleans) to {-1, +1} as float32: ``2 * (x > threshold) - 1``.
-
-    Larq's sign quantizers send 0 to +1, so {0, 1} data fed to a binary layer would lose all
-    information; the 12-bit dataset of Shwartz-Ziv & Tishby must be mapped first.
-
-    Raises
-    ------
-    ValueError
-        If ``x`` holds values other than 0 and 1 (or False/True), or NaN.
-    """
-    arr = np.asarray(x)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"to_pm1 needs a numeric or boolean array, got dtype {arr.dtype}")
-    if arr.dtype != bool:
-        bad = ~((arr == 0) | (arr == 1))
-        if bad.any():
-            raise ValueError(f"to_pm1 maps {{0, 1}} data to ±1, but x holds {int(bad.sum())} other value(s), "
-                             f"e.g. {arr[bad].ravel()[0]!r}; x already ±1? then it needs no mapping")
-    return np.where(arr > threshold, 1.0, -1.0).astype(np.float32)
 
 
 def _larq():

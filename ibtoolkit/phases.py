@@ -37,7 +37,7 @@ each verdict.  A tie between verdicts is reported as ``"mixed"``.
 
 Sanity checks: :func:`dpi_violations` (data-processing inequality across depth) and
 :func:`saturation` (I(X;T) at its ceiling log2 N); :func:`estimator_agreement` compares estimators run
-on the same stores; :func:`summarise_verdicts` writes the verdict paragraph of the report.
+on the same stores.
 """
 from __future__ import annotations
 
@@ -51,8 +51,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["PhaseResult", "AgreementResult", "VERDICTS", "analyse_trajectory", "smooth",
-           "trajectory_phases", "phase_table", "estimator_agreement", "dpi_violations", "saturation",
-           "summarise_verdicts"]
+           "trajectory_phases", "phase_table", "estimator_agreement", "dpi_violations", "saturation"]
 
 VERDICTS = ("simultaneous", "separate", "no compression")
 DEFAULT_GROUP_BY = ("dataset", "model", "precision", "variant", "layer", "estimator")
@@ -500,52 +499,3 @@ def saturation(df: pd.DataFrame, tol: float = 0.01, estimator_col: str = "estima
     return pd.DataFrame(rows, columns=["run", estimator_col, "layer", "n_epochs", "n_saturated",
                                        "fraction_saturated", "first_saturated", "last_saturated",
                                        "saturated_at_end", "n_flagged"])
-
-
-# ---------------------------------------------------------------------------------------------- prose
-_TYPE_NAMES = {"binary": "BNN (binary)", "full": "DNN (full precision)"}
-_CLAIM = {"full": "separate", "binary": "simultaneous"}
-
-
-def summarise_verdicts(table: pd.DataFrame, model_col: str = "precision", estimator_col: str = "estimator") -> str:
-    """A paragraph stating the overall verdict per model type, as the data show it, and who dissents.
-
-    ``table`` is the output of :func:`phase_table`.  Per value of ``model_col`` (``precision``:
-    binary / full; falls back to ``model``), the overall verdict is the most frequent ``verdict``
-    among its rows (layer × variant × estimator), ``"mixed"`` on a tie; an estimator *dissents* when
-    its own most frequent verdict differs.  Last, each model type's overall verdict is set beside the
-    study's claim (DNN separate, BNN simultaneous) as "consistent" or "not consistent".
-    """
-    if not isinstance(table, pd.DataFrame):
-        raise ValueError(f"summarise_verdicts expects the phase_table DataFrame, got {type(table).__name__}")
-    if model_col not in table.columns:
-        model_col = "model"
-    _require(table, [model_col, estimator_col, "verdict"], "summarise_verdicts")
-    if table.empty:
-        return "No phase verdicts: the table holds no usable trajectories."
-
-    def majority(series) -> tuple[str, int, int]:
-        counts = series.value_counts()
-        top = counts[counts == counts.iloc[0]].index.tolist()
-        return (top[0] if len(top) == 1 else "mixed (" + " / ".join(sorted(top)) + ")"), int(counts.iloc[0]), len(series)
-
-    sentences, claims = [], []
-    for mtype, g in table.groupby(model_col, dropna=False, sort=True):
-        label = _TYPE_NAMES.get(str(mtype), str(mtype))
-        verdict, k, n = majority(g["verdict"])
-        per_est = {est: majority(ge["verdict"]) for est, ge in g.groupby(estimator_col, sort=True)}
-        dissent = [f"{est} ({v}, {kk}/{nn})" for est, (v, kk, nn) in per_est.items() if v != verdict]
-        breakdown = ", ".join(f"{est} {kk}/{nn}" for est, (v, kk, nn) in per_est.items() if v == verdict)
-        text = f"{label}: {k} of {n} layer verdicts are '{verdict}'"
-        if breakdown:
-            text += f" (agreeing estimators: {breakdown})"
-        text += "; dissenting: " + ("; ".join(dissent) if dissent else "none") + "."
-        sentences.append(text)
-        if str(mtype) in _CLAIM:
-            ok = verdict == _CLAIM[str(mtype)]
-            claims.append(f"{label} '{verdict}' is {'consistent' if ok else 'not consistent'} with the claim "
-                          f"'{_CLAIM[str(mtype)]}'")
-    if claims:
-        sentences.append("Against the study's claim (DNNs fit then compress; BNNs do both at once): "
-                         + "; ".join(claims) + ".")
-    return " ".join(sentences)

@@ -1,6 +1,5 @@
 """Tests of the ``binning`` estimator against an independent brute-force binning and count."""
 import math
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -8,24 +7,15 @@ import pytest
 import ibtoolkit
 from estimators.binning import BinningEstimator
 from estimators.exact import ExactEstimator
+from conftest import H, twelve_bit_inputs
 
 N12 = 4096
-
-
-def H(*columns):
-    items = list(zip(*[[tuple(np.atleast_1d(v).tolist()) for v in col] for col in columns]))
-    n = len(items)
-    return -sum(c / n * math.log2(c / n) for c in Counter(items).values())
 
 
 def digitize(t, lo, hi, n_bins):
     """Reference binning: np.digitize on explicit edges, outside values clipped to the edge bins."""
     edges = np.linspace(lo, hi, n_bins + 1)
     return np.clip(np.digitize(t, edges) - 1, 0, n_bins - 1)
-
-
-def twelve_bit_inputs():
-    return ((np.arange(N12)[:, None] >> np.arange(12)) & 1).astype(np.float32)
 
 
 def tanh_layer(x, width, rng, gain=1.0):

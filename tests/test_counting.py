@@ -1,4 +1,4 @@
-"""Tests of the counting core (estimators/_counting.py) against brute-force references."""
+"""Tests of the counting core (the package estimators/counting/) against brute-force references."""
 import math
 from collections import Counter
 
@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import ibtoolkit  # noqa: F401  (sets the Keras mode before anything else)
-from estimators import _counting as C
-from ibtoolkit import _bits as bits
-from ibtoolkit._bits import pack_pm1_float32
+from estimators import counting as C
+from estimators.counting import rows as counting_rows
+from ibtoolkit import codes as bits
+from ibtoolkit.codes import pack_pm1_float32
 
 
 def first_index_of_equal(rows):
@@ -97,7 +98,7 @@ def test_continuous_rows_hash_by_value(rng):
 
 def test_hash_collision_falls_back_to_exact_unique(rng, monkeypatch):
     a = _pm1(rng, 300, 100, prototypes=40)
-    monkeypatch.setattr(C, "_hash_words", lambda words: np.zeros(words.shape[0], np.uint64))
+    monkeypatch.setattr(counting_rows, "_hash_words", lambda words: np.zeros(words.shape[0], np.uint64))
     keys = C.row_keys(a)
     assert_same_partition(keys, a)
     assert keys.size == len({tuple(r) for r in a.tolist()})

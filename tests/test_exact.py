@@ -1,25 +1,14 @@
 """Tests of the ``exact`` estimator against brute-force counts and hand-computed values."""
 import math
-from collections import Counter
 
 import numpy as np
 import pytest
 
 import ibtoolkit
 from estimators.exact import ExactEstimator
+from conftest import H, twelve_bit_inputs
 
 N12 = 4096
-
-
-def H(*columns):
-    """Brute-force plug-in entropy in bits of the tuples formed by the given per-sample items."""
-    items = list(zip(*[[tuple(np.atleast_1d(v).tolist()) for v in col] for col in columns]))
-    n = len(items)
-    return -sum(c / n * math.log2(c / n) for c in Counter(items).values())
-
-
-def twelve_bit_inputs():
-    return ((np.arange(N12)[:, None] >> np.arange(12)) & 1).astype(np.float32)
 
 
 def sign_net(x, widths, rng):

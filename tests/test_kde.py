@@ -13,10 +13,11 @@ from scipy.special import logsumexp
 
 import ibtoolkit
 from ibtoolkit.estimator import LN2
-from estimators import _counting as counting
-from estimators._counting import distinct_rows
+from estimators.counting import distinct_rows
+from estimators.counting import rows as counting_rows
 from estimators import kde as kde_module
 from estimators.kde import KDEEstimator
+from conftest import bit_patterns
 
 TOL_BITS = 1e-4
 
@@ -63,10 +64,6 @@ def _assert_matches(result, ref):
         assert value == pytest.approx(ref[names.get(key, key)] / LN2, abs=TOL_BITS), key
 
 
-def _bits(n, width):
-    return ((np.arange(n)[:, None] >> np.arange(width)) & 1).astype(np.float64)
-
-
 # ----------------------------------------------------------------------------- against the reference
 @pytest.mark.parametrize("chunk_size,var", [(1024, 0.1), (7, 0.1), (13, 1e-3)])
 def test_matches_dense_float64_reference_distinct_inputs(rng, chunk_size, var):
@@ -79,7 +76,7 @@ def test_matches_dense_float64_reference_distinct_inputs(rng, chunk_size, var):
 
 
 def test_matches_reference_with_duplicate_inputs_deterministic_t(rng):
-    base = _bits(16, 4)
+    base = bit_patterns(16, 4, dtype=np.float64)
     x = base[rng.integers(0, 16, 80)]                       # duplicates, some patterns missing
     t = np.tanh(x @ rng.normal(size=(4, 5)) - 0.3)          # t is a function of x
     y = (x[:, 0] + x[:, 1] > 0).astype(int)
@@ -91,7 +88,7 @@ def test_matches_reference_with_duplicate_inputs_deterministic_t(rng):
 
 def test_matches_reference_when_t_varies_within_an_input(rng):
     """H(T+e | X) > h(e): rows sharing an input have different t (e.g. a stochastic layer)."""
-    x = _bits(8, 3)[np.repeat(np.arange(8), 6)]
+    x = bit_patterns(8, 3, dtype=np.float64)[np.repeat(np.arange(8), 6)]
     t = rng.normal(size=(48, 2))
     y = rng.integers(0, 2, 48)
     result = KDEEstimator(chunk_size=10).estimate(x, t, y)
@@ -135,7 +132,7 @@ def _three_ways(x, t, y, var=0.1, chunk_size=1024):
 def test_collapsed_bnn_codes_equal_full_path_and_dense_reference(rng, n, width, n_classes, var, chunk_size):
     """Random ±1 codes (a function of x), duplicate inputs, several classes: the O(M^2) sums over
     distinct rows give what the O(N^2) path and the dense float64 reference give."""
-    x = _bits(n // 2, 9)[rng.integers(0, n // 2, n)]
+    x = bit_patterns(n // 2, 9, dtype=np.float64)[rng.integers(0, n // 2, n)]
     codes = np.where(rng.random((2 ** min(width, 6), width)) < 0.5, -1.0, 1.0)
     t = codes[(x @ (2 ** np.arange(9))).astype(int) % codes.shape[0]].astype(np.float32)
     y = rng.integers(0, n_classes, n)
@@ -155,7 +152,7 @@ def test_collapsed_pairs_when_t_varies_within_an_input(rng):
     """A stochastic ±1 layer: t is not a function of x, so H(T+e|X) > h(e); the units are the
     distinct (row of t, input) pairs and the sums within an input group stay exact."""
     n = 300
-    x = _bits(4, 2)[rng.integers(0, 4, n)]
+    x = bit_patterns(4, 2, dtype=np.float64)[rng.integers(0, 4, n)]
     t = np.where(rng.random((n, 2)) < 0.3 + 0.4 * x[:, :1], 1.0, -1.0)
     y = rng.integers(0, 3, n)
     (res, full, collapsed), (s_res, s_full, _) = _three_ways(x, t, y, chunk_size=7)
@@ -182,7 +179,7 @@ def test_forced_collapse_on_distinct_continuous_rows_matches_reference(rng):
 
 def test_saturated_tanh_and_int8_codes_collapse_to_the_same_numbers(rng):
     """Saturated tanh rows repeat exactly; int8 ±1 codes give what float32 ±1 codes give."""
-    x = _bits(1024, 10)
+    x = bit_patterns(1024, 10, dtype=np.float64)
     y = rng.integers(0, 2, 1024)
     t = np.tanh(40.0 * (2 * x - 1) @ rng.normal(size=(10, 4))).astype(np.float32)
     assert len(np.unique(t, axis=0)) <= 512
@@ -214,7 +211,7 @@ def test_distinct_rows_groups_like_numpy_unique(rng, width):
 def test_distinct_rows_survives_hash_collisions(monkeypatch, rng):
     """A hash that collides for every row: the exact check catches it and the exact fallback
     groups the rows correctly."""
-    monkeypatch.setattr(counting, "_hash_words", lambda words: np.zeros(words.shape[0], np.uint64))
+    monkeypatch.setattr(counting_rows, "_hash_words", lambda words: np.zeros(words.shape[0], np.uint64))
     t = np.array([[1, 2, 3], [3, 2, 1], [1, 2, 3], [2, 1, 3]], dtype=np.int32)[rng.integers(0, 4, 50)]
     first, inverse, counts = distinct_rows(t)
     assert np.array_equal(t[first[inverse]], t)
@@ -225,7 +222,7 @@ def test_distinct_rows_survives_hash_collisions(monkeypatch, rng):
 def test_bounds_bracket_the_true_mixture_entropy():
     """T = ±a on 4096 distinct inputs: H(T+e) by numerical integration lies between the bounds."""
     a, var = 0.3, 0.1
-    x = _bits(4096, 12)
+    x = bit_patterns(4096, 12, dtype=np.float64)
     t = (a * (2 * x[:, :1] - 1))
     sd = math.sqrt(var)
 
@@ -242,7 +239,7 @@ def test_bounds_bracket_the_true_mixture_entropy():
 
 
 def test_lower_not_above_upper_and_within_ceiling_on_random_nets(rng):
-    x = _bits(1024, 10)
+    x = bit_patterns(1024, 10, dtype=np.float64)
     y = rng.integers(0, 2, 1024)
     est = KDEEstimator()
     for width in (10, 5, 3):
@@ -253,7 +250,7 @@ def test_lower_not_above_upper_and_within_ceiling_on_random_nets(rng):
 
 
 def test_permutation_of_samples_changes_nothing(rng):
-    x = _bits(512, 9)
+    x = bit_patterns(512, 9, dtype=np.float64)
     t = np.tanh(x @ rng.normal(size=(9, 6)))
     y = rng.integers(0, 3, 512)
     est = KDEEstimator(chunk_size=100)
@@ -308,7 +305,7 @@ def test_translation_and_float64_agree(rng):
 
 def test_one_instance_serves_many_calls_and_new_inputs(rng):
     est = KDEEstimator(chunk_size=32)
-    x1, x2 = rng.normal(size=(60, 2)), _bits(16, 4)[np.repeat(np.arange(16), 4)]
+    x1, x2 = rng.normal(size=(60, 2)), bit_patterns(16, 4, dtype=np.float64)[np.repeat(np.arange(16), 4)]
     for x in (x1, x2, x1):
         t = np.tanh(x @ rng.normal(size=(x.shape[1], 3)))
         y = rng.integers(0, 2, x.shape[0])

@@ -13,6 +13,7 @@ import ibtoolkit
 from ibtoolkit.estimator import LN2
 from estimators import knn
 from estimators.knn import KSGEstimator, kl_entropy, ksg_mutual_information, ross_mutual_information
+from conftest import bit_patterns
 
 N = 5000
 
@@ -26,10 +27,6 @@ def _gaussian_pairs(rho, dim, seed, n=N):
     a = rng.normal(size=(n, dim))
     b = rho * a + math.sqrt(1 - rho ** 2) * rng.normal(size=(n, dim))
     return a, b, -0.5 * dim * math.log2(1 - rho ** 2)
-
-
-def _bits(n, width):
-    return ((np.arange(n)[:, None] >> np.arange(width)) & 1).astype(np.float64)
 
 
 def _two_point_mi_bits(a, var):
@@ -155,7 +152,7 @@ def test_estimate_on_two_bit_codes_matches_numerical_integral():
     """T = a(2·bit - 1) for the first two bits of 4096 distinct 12-bit inputs, Y = first bit.
     I(X; T+e) = 2 I_1, I(T+e; Y) = I_1 with I_1 the two-point integral."""
     a, var = 0.3, 0.1
-    x = _bits(4096, 12)
+    x = bit_patterns(4096, 12, dtype=np.float64)
     t = a * (2 * x[:, :2] - 1)
     y = x[:, 0].astype(int)
     i1 = _two_point_mi_bits(a, var)
@@ -173,7 +170,7 @@ def test_estimate_on_two_bit_codes_matches_numerical_integral():
 
 
 def test_duplicate_inputs_and_t_function_of_x():
-    x = _bits(2048, 11)
+    x = bit_patterns(2048, 11, dtype=np.float64)
     x = np.vstack([x, x])                                   # every input twice
     t = 0.3 * (2 * x[:, :2] - 1)
     y = x[:, 0].astype(int)
@@ -187,7 +184,7 @@ def test_duplicate_inputs_and_t_function_of_x():
 
 
 def test_clamping_and_raw_values():
-    x = _bits(1024, 10)
+    x = bit_patterns(1024, 10, dtype=np.float64)
     rng = np.random.default_rng(10)
     t = np.zeros((1024, 3))                                 # constant layer: I = 0
     y = rng.integers(0, 2, 1024)
@@ -198,7 +195,7 @@ def test_clamping_and_raw_values():
 
 
 def test_permutation_of_samples_changes_nothing():
-    x = _bits(1024, 10)
+    x = bit_patterns(1024, 10, dtype=np.float64)
     rng = np.random.default_rng(11)
     t = np.tanh(x @ rng.normal(size=(10, 4)))
     y = rng.integers(0, 2, 1024)

@@ -334,30 +334,3 @@ def test_saturation_fires_and_stays_quiet():
     assert len(ph.saturation(df, detail=True)) == 2
     clean = df.assign(ixt=df.ixt.clip(upper=10))
     assert ph.saturation(clean).n_saturated.sum() == 0
-
-
-# --------------------------------------------------------------------------------------------- prose
-def _table(spec):
-    rows = [{"dataset": "tishby", "model": "m", "precision": p, "variant": "v", "layer": f"d{i}", "estimator": est,
-             "verdict": v} for p, est, verdicts in spec for i, v in enumerate(verdicts)]
-    return pd.DataFrame(rows)
-
-
-def test_summary_reports_majority_and_dissent():
-    t = _table([("full", "binning", ["separate"] * 3), ("full", "kde", ["separate", "separate", "simultaneous"]),
-                ("full", "ksg", ["no compression"] * 3),
-                ("binary", "exact", ["simultaneous"] * 3), ("binary", "binning", ["simultaneous"] * 3)])
-    text = ph.summarise_verdicts(t)
-    assert "DNN (full precision): 5 of 9 layer verdicts are 'separate'" in text
-    assert "dissenting: ksg (no compression, 3/3)" in text
-    assert "BNN (binary): 6 of 6 layer verdicts are 'simultaneous'" in text and "dissenting: none" in text
-    assert "'separate' is consistent" in text
-
-
-def test_summary_does_not_assume_the_answer():
-    t = _table([("full", "binning", ["simultaneous"] * 2), ("binary", "exact", ["separate", "no compression"])])
-    text = ph.summarise_verdicts(t)
-    assert "DNN (full precision): 2 of 2 layer verdicts are 'simultaneous'" in text
-    assert "'simultaneous' is not consistent with the claim 'separate'" in text
-    assert "mixed (no compression / separate)" in text
-    assert ph.summarise_verdicts(t.iloc[:0]).startswith("No phase verdicts")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import ibtoolkit
-from ibtoolkit import (ENTRY_POINT_GROUP, EstimateResult, Estimator, PluginWarning, available_estimators,
-                       get_estimator, load_plugins, register_estimator)
+from ibtoolkit import EstimateResult, Estimator, available_estimators, get_estimator, register_estimator
+from ibtoolkit.registry import ENTRY_POINT_GROUP, PluginWarning, load_plugins
 from ibtoolkit import registry
 
 PLUGINS = Path(__file__).parent / "plugins"

@@ -102,16 +102,6 @@ def name_problem(name) -> str | None:
     return None
 
 
-def unpack_signs(packed: np.ndarray, width: int) -> np.ndarray:
-    """Inverse of the store's packing ``np.packbits(t > 0, axis=1)`` over a stack
-    (..., N, ceil(d/8)) uint8 -> (..., N, d) float32 of ±1: ``t = 2 b - 1`` for each bit b."""
-    bits = np.unpackbits(np.ascontiguousarray(packed).reshape(-1)).reshape(packed.shape[:-1] + (-1,))
-    out = bits[..., :width].astype(np.float32)
-    out *= 2.0
-    out -= 1.0
-    return out
-
-
 def array_sha256(arr: np.ndarray) -> str:
     """sha256 of an array's dtype, shape and C-order bytes (the manifest's ``sha256`` of inputs and labels)."""
     h = hashlib.sha256()

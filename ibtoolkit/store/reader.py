@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import _atomic
+from ..codes import unpack_pm1
 from .format import (EPOCH_LOG, MANIFEST, StoreError, array_sha256, as_epoch, fingerprint, is_int, parse_log,
-                     unpack_signs, validate_manifest)
+                     validate_manifest)
 
 __all__ = ["ActivationStore", "open_store"]
 
@@ -254,7 +255,7 @@ class ActivationStore:
         finally:
             os.close(fd)
         if lay["binary"]:
-            return unpack_signs(raw, lay["width"])
+            return unpack_pm1(raw, lay["width"])
         return raw.astype(np.float32, copy=False)
 
     def read_epoch(self, layer: str, epoch: int) -> np.ndarray:

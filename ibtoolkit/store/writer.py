@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _atomic
-from .._bits import pack_pm1_float32
+from ..codes import pack_pm1_float32
 from .cache import CacheRelease
 from .format import EPOCH_LOG, MANIFEST, STATUSES, StoreError, as_epoch, clean_metrics, now, record_body
 from .reader import ActivationStore
