@@ -71,8 +71,8 @@ and multiplies by the (M, C) multiplicity matrix instead of the one-hot labels (
 counts, so still >= 1 and safe in float32).  When ``t`` is a function of ``x`` no conditional
 sum on X is needed (:math:`H(\tilde T\mid X) = h_\sigma`); otherwise the units are the distinct
 (row of ``t``, input) pairs, whose kernel sums within an input group are again exact.  Rows are
-gathered when there are at most N/2 distinct units (found by one hash, a sort and an exact check,
-about 0.25 ms at 4096 × 10); above that the N × N path is cheaper than the bookkeeping.
+gathered when there are at most N/2 distinct units (found by one hash, a sort and an exact check);
+above that the N × N path is cheaper than the bookkeeping.
 """
 from __future__ import annotations
 
@@ -238,9 +238,8 @@ class KDEEstimator(Estimator):
         64 rows and never more than ``chunk_size`` (or P) rows.
 
         At small d the elementwise passes (clamp, exp, squares, the class products) dominate and
-        run fastest on blocks of a few MiB (N = 4096, d = 10: 256-512 rows take 15 % less time than
-        1024; N = 10 000: 128-256 rows 30 % less); wide t makes the distance product dominate,
-        which wants large blocks (d = 256 and 1024 at N = 10 000: 1024 rows fastest).
+        run fastest on blocks of a few MiB that stay in cache; wide t makes the distance product
+        dominate, which wants large blocks.
         """
         return max(1, min(self.chunk_size, p, max(64, _BLOCK_ENTRIES * (16 + d) // (16 * p))))
 

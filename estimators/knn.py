@@ -34,9 +34,8 @@ whose :math:`k_i`-th same-class neighbour lies beyond that list (minority points
 class's region, typically 2 % of them) are completed by a second query of the same tree for
 ``8k`` neighbours of those rows only: :math:`d_i` is the distance of the :math:`k_i`-th
 same-class neighbour in it and :math:`m_i` the number of listed points within :math:`d_i`, exact
-whenever the list reaches beyond :math:`d_i` (what a radius count gives, ties included, for a
-third of its cost: a per-class query plus a radius count costs 70-100 µs per such row at
-N = 4096, d = 10).  The few rows left after that (typically none) get the per-class kd-tree
+whenever the list reaches beyond :math:`d_i` (what a radius count gives, ties included, at a
+fraction of the cost of a per-class query plus a radius count).  The few rows left after that (typically none) get the per-class kd-tree
 query and the radius count on the full tree.
 
 The generic :func:`ksg_mutual_information` (method ``mutual_information(a, b)``) is KSG
@@ -75,11 +74,10 @@ from .counting import InputGroups, entropy_from_counts
 __all__ = ["KSGEstimator", "kl_entropy", "ross_mutual_information", "ksg_mutual_information"]
 
 _QUERY_FACTOR = 4  # neighbours queried per point = _QUERY_FACTOR * k (+ the point itself)
-# (4k is the measured optimum at N = 4096, d = 3..10: 2k-3k leave 15-35 % of the rows to the
-# slower fallback, 5k+ makes the one big query slower than the fallback it saves)
+# (fewer leave many rows to the slower fallback; more make the one big query cost more than the
+# fallback it saves)
 _SECOND_FACTOR = 8  # neighbours of the second query, for the rows the first list does not resolve
-# (at N = 4096, d = 10: 8k resolves all of the ~2 % such rows, about 28 us per row; 5k leaves a
-# quarter of them to the radius count, 16k costs half as much again per row)
+# (it resolves nearly all of those rows; fewer leave more to the radius count, more cost more per row)
 _PARALLEL_QUERIES = 1024  # kd-tree queries of at least this many points use every core
 
 
@@ -93,7 +91,7 @@ def _check_k(k, n: int) -> int:
 
 
 def _tree(z: np.ndarray) -> cKDTree:
-    # sliding-midpoint tree with small leaves: about 25 % faster queries than the default at d ~ 10
+    # sliding-midpoint tree with small leaves: faster queries than scipy's default at d ~ 10
     return cKDTree(z, leafsize=16, balanced_tree=False, compact_nodes=False)
 
 
@@ -102,7 +100,7 @@ def _workers(n_queries: int) -> int:
 
     scipy starts fresh threads on every call with ``workers=-1``; for a few hundred fallback rows
     that start-up (and, on a loaded machine, waiting for the threads to be scheduled) costs more
-    than the query itself (measured 2-9 ms per Ross call at N = 4096).
+    than the query itself.
     """
     return -1 if n_queries >= _PARALLEL_QUERIES else 1
 

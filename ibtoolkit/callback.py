@@ -19,7 +19,7 @@ recorded epochs, so those lists are shorter than ``loss``) and callbacks placed 
 (e.g. ``TensorBoard``).  The values are also stored with the epoch's metrics.
 
 Writing: the extraction runs in ``on_epoch_end`` (the weights change right after), by default as
-one XLA-compiled function (``jit_compile="auto"``).  XLA compiles (about 0.1 s) on a helper thread
+one XLA-compiled function (``jit_compile="auto"``).  XLA compiles on a helper thread
 while Keras traces its first training step, so epoch 0 of a new store comes from the model's layers
 run eagerly (no trace; the same values up to float rounding, see :class:`ibtoolkit.taps.Extractor`)
 and every later epoch from XLA.  Each epoch is committed to the store
@@ -28,11 +28,12 @@ and every later epoch from XLA.  Each epoch is committed to the store
 and the other store writes (events, status) run on one writer thread instead, in order, overlapping
 the next epoch's training: at most two epochs are in flight (back-pressure beyond), an error of the
 writer is raised in the training thread at the next epoch or at the end of ``fit``,
-``on_train_end`` waits for every write, and a SIGKILL loses at most the epochs in flight.  It pays
-off only with spare cores and slow storage: on 2 cores the writer thread's CPU and GIL traffic cost
-training more than the commit itself (``benchmarks/bench_callback.py``), so it is off by default.
+``on_train_end`` waits for every write, and a SIGKILL loses at most the epochs in flight
+(:class:`ibtoolkit.store.BackgroundWriter`).  It pays off only with spare cores and slow storage:
+otherwise the writer thread's CPU and GIL traffic cost training more than the commit itself
+(``benchmarks/bench_callback.py`` compares both), so it is off by default.
 
-Divergence (non-finite loss or activations, issue 7): an event ``diverged`` is recorded, the status
+Divergence (non-finite loss or activations): an event ``diverged`` is recorded, the status
 set to ``diverged``, one warning issued, and nothing more is recorded; earlier epochs are kept and
 no NaN array is written.
 """
@@ -355,7 +356,8 @@ class IBCallback(tf.keras.callbacks.Callback):
     def _extract(self, initial: bool) -> dict[str, np.ndarray]:
         """All taps now, as read-only views (no copy; the store only reads them).  While XLA still
         compiles, the initial state of a new store (``initial``) comes from the layers run eagerly
-        (a few ms; a plain graph would first be traced, 25-80 ms); every other epoch waits for the
+        (no trace: a plain graph would first be traced, which costs more than running eagerly once); every
+        other epoch waits for the
         compilation and runs its result."""
         if self._compiling is not None:
             if initial:

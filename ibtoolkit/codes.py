@@ -74,7 +74,7 @@ def pack_pm1_float32(a: np.ndarray, positive_bit: bool = True) -> np.ndarray | N
     rows = max(1, BLOCK_ENTRIES // max(d, 1))
     # narrow rows that do not fill their bytes (the 12-10-7-5-4-3-2 net): each byte is one BLAS
     # product; other widths: rows padded to whole bytes with False bits, so that one flat packbits
-    # packs every row (packbits along axis 1 is 3x slower at small d); ufuncs write their contiguous
+    # packs every row (packbits along axis 1 is slower at small d); ufuncs write their contiguous
     # result, a copy pads it (writing through the strided view with out= is slower still)
     by_product = d < 16 and d % 8 != 0
     padded = np.zeros((min(rows, n), nbytes * 8), bool) if d % 8 and not by_product else None

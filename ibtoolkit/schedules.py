@@ -17,7 +17,7 @@ Specs
     0, k, 2k, ... and always ``n_epochs``.
 ``"dense:K,<spec>"``
     Every epoch 0..K, then ``<spec>`` ("log", "every:k" or "all") above K.  For ``"dense:K,log"``
-    (the BNN schedule of REPRODUCTION.md) the log part starts at K and brings the total to
+    (dense early epochs, where a BNN moves fastest, then log-spaced) the log part starts at K and brings the total to
     ``n_points`` (at least ``n_epochs`` is added).
 list / array of ints
     Exactly those epochs (sorted, de-duplicated); each must lie in 0..n_epochs.

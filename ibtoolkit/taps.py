@@ -204,16 +204,16 @@ class Extractor:
     analysis set to tensors once, so a callback pays no conversion per epoch.
 
     ``jit_compile``: ``"auto"`` (default) compiles the graph with XLA, which fuses the many small ops
-    of a narrow network into a few kernels (the 12-10-7-5-4-3-2 tanh net on 4096 inputs: about
-    0.4 ms per call instead of 0.8 ms, ``benchmarks/bench_callback.py``), and falls back to the plain
+    of a narrow network into a few kernels (``benchmarks/bench_callback.py`` times both graphs), and
+    falls back to the plain
     graph when XLA cannot compile the model; ``True`` requires XLA (``RuntimeError`` if it fails);
     ``False`` never uses it.  :attr:`jit_compiled` says which graph ordinary calls run: ``None``
     until XLA has been tried, then ``True`` or ``False``.  XLA's ``tanh``/``sigmoid`` are different
     float32 approximations from TensorFlow's and it fuses and reorders arithmetic: continuous taps
-    may differ from ``model.predict`` by rounding (at most 4.4e-6 measured on that net, initial and
-    trained, on 0/1 and ±1 inputs); ±1 taps are the same.
+    may differ from ``model.predict`` by float32 rounding (``tests/test_callback.py`` bounds it); ±1
+    taps are the same.
 
-    Compiling costs about 0.1 s once (the first XLA call of each batch shape).  :meth:`compile` does
+    Compiling happens once (the first XLA call of each batch shape).  :meth:`compile` does
     it ahead of time and may run on another thread while this one makes ``eager=True`` calls, which
     run the layers op by op whatever ``jit_compile`` says (or ``plain=True`` calls, the plain graph);
     :class:`~ibtoolkit.IBCallback` records the state before training eagerly while XLA compiles
@@ -245,7 +245,7 @@ class Extractor:
             outs = sub(x, training=False)
             if not isinstance(outs, (list, tuple)):
                 outs = [outs]
-            # reshape only what is not already (N, width): every graph op costs ~15 us per call here
+            # reshape only what is not already (N, width): every graph op adds a fixed cost per call
             return [tf.cast(o if o.shape.rank == 2 and o.shape[1] == w else tf.reshape(o, (tf.shape(x)[0], w)),
                             tf.float32) for o, w in zip(outs, self.widths.values())]
 
@@ -339,16 +339,15 @@ class Extractor:
     def __call__(self, x, plain: bool = False, eager: bool = False) -> dict[str, np.ndarray]:
         """``{tap name: (N, width) float32}`` for ``x`` (an array or a list from :meth:`prepare`), each
         array a writable copy; ``plain=True`` runs the plain graph even when XLA is in use or compiling;
-        ``eager=True`` runs the model's layers op by op, tracing nothing: a one-off call costs a few ms
-        instead of the 25-80 ms of a first graph call (its trace), each later call about 3 ms instead of
-        1.  Values agree with the plain graph to float rounding (TensorFlow's graph optimizer fuses
+        ``eager=True`` runs the model's layers op by op, tracing nothing: cheaper than a first graph call
+        (which traces), dearer than later graph calls.  Values agree with the plain graph to float rounding (TensorFlow's graph optimizer fuses
         some ops; ±1 taps are identical)."""
         return self._extract(x, plain, eager, copy=True)
 
     def views(self, x, plain: bool = False, eager: bool = False) -> dict[str, np.ndarray]:
         """Like calling the extractor, but a single batch comes back as read-only views of the
-        function's output buffers instead of copies (``Tensor.numpy()`` copies: about 45 us per call
-        for the 475 kB of the 12-10-7-5-4-3-2 net on 4096 inputs, and as much cache traffic).  Two
+        function's output buffers instead of copies (``Tensor.numpy()`` copies every output, time and
+        cache traffic proportional to its size).  Two
         views may share memory (a tap forwarded unchanged, e.g. through an identity)."""
         return self._extract(x, plain, eager, copy=False)
 
@@ -378,10 +377,9 @@ def _flat_entry(concrete):
     by its flat entry point: ``concrete.inference_fn.call_flat(batch, *concrete.captured_inputs)``.
 
     Calling the concrete function itself first binds the argument to its signature and afterwards
-    packs the outputs into their structure: Python work that costs about 0.06 ms per call, back to
-    back and at an epoch end inside ``fit`` (of 0.3-0.6 ms for the 12-10-7-5-4-3-2 net on 4096
-    inputs), and about 0.2 ms after an idle spell of a few milliseconds, when that code has left the
-    caches (``benchmarks/bench_callback.py``, rows ``extraction_call_*``).  The flat entry point does
+    packs the outputs into their structure: Python work that is a sizeable part of a call for a small
+    network, more so after an idle spell, when that code has left the caches
+    (``benchmarks/bench_callback.py``, rows ``extraction_call_*``).  The flat entry point does
     neither: the signature was fixed at trace time and the outputs are a flat list already.  The
     captured inputs are the variables' resource handles, read once: the graph reads the variables
     through them at each call, so every call sees the current weights.  Where a TensorFlow version
