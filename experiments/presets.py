@@ -7,7 +7,7 @@ edit values and pass the dict to :func:`experiments.run.run_experiment` (or regi
 ``name``, ``description``
     What the preset is for.
 ``source``
-    Where each value comes from (paper or measurement); see /work/shared/REPRODUCTION.md and the README.
+    Where each value comes from (paper or measurement); see the README.
 ``datasets``
     Dataset names understood by :func:`experiments.datasets.load`; ``dataset_options`` maps a name to
     keyword options of ``load`` (e.g. ``{"mnist": {"path": "..."}}``).
@@ -49,7 +49,7 @@ TISHBY_WIDTHS = [10, 7, 5, 4, 3]
 #: Saxe et al. (2018), MNIST: 784-1024-20-20-20-10.
 SAXE_MNIST_WIDTHS = [1024, 20, 20, 20]
 
-# -- estimator defaults (the conventions of ARCHITECTURE.md, "Numerical conventions") ---------------
+# -- estimator defaults (the numerical conventions of the estimators) ---------------
 #: binning of bounded (tanh) activations: 30 equal bins on [-1, 1], Shwartz-Ziv & Tishby (2017).
 BINNING_TANH = {"name": "binning", "n_bins": 30, "value_range": [-1.0, 1.0]}
 #: binning of unbounded (ReLU) activations: 100 bins between the run's min and max, Saxe et al. (2018).

@@ -1,6 +1,6 @@
 """``python -m experiments.run``: train, estimate, analyse and report one preset end to end.
 
-Pipeline (ARCHITECTURE.md): one training run per (dataset, model, seed) into an activation store
+Pipeline: one training run per (dataset, model, seed) into an activation store
 (:func:`experiments.training.train_run`), then the information plane of every store under every
 estimator (:func:`ibtoolkit.information_plane`), both as the tasks of a sweep (:mod:`experiments.sweep`:
 serial, ``--jobs N`` loky workers, or Dask with ``--scheduler``; a single store is estimated in parallel
