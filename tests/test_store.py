@@ -832,3 +832,35 @@ def test_reader_and_writer_roles(written, data):
         r.refresh()
         assert r.epochs.tolist() == s.epochs.tolist() == [0, 1, 5]
     assert "reader" in repr(s)  # closed
+
+
+def test_background_writer_keeps_order_and_stops_after_a_failure():
+    """Writes run in submission order on one thread; after one fails no later write runs, and the
+    error is raised once in the caller's thread: by submit (back-pressure waits for it) or by check."""
+    import threading
+
+    from ibtoolkit.store import BackgroundWriter
+
+    done, threads, raised = [], set(), []
+
+    def write(i):
+        threads.add(threading.get_ident())
+        if i == 3:
+            raise OSError("disk full at 3")
+        done.append(i)
+
+    writer = BackgroundWriter(max_pending=2)
+    for i in range(6):
+        try:
+            writer.submit(write, i)
+        except OSError as exc:
+            raised.append(str(exc))
+    try:
+        writer.check(wait=True)
+    except OSError as exc:
+        raised.append(str(exc))
+    writer.shutdown()
+    assert raised == ["disk full at 3"]
+    assert done == [0, 1, 2] and len(threads) == 1 and threading.get_ident() not in threads
+    with pytest.raises(ValueError, match="max_pending"):
+        BackgroundWriter(max_pending=0)
