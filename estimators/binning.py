@@ -13,15 +13,25 @@ Bin schemes (one per instance, fixed for the whole run so edges never change bet
 * ``n_bins`` equal bins on a fixed ``value_range`` (default 30 bins on [-1, 1], Shwartz-Ziv &
   Tishby 2017): bin index :math:`\\lfloor (v - lo) \\cdot n_{bins} / (hi - lo) \\rfloor`; values
   outside the range go to the edge bins (clip), as in the original code;
-* ``value_range="data"``: the same, with ``(lo, hi)`` the global min and max of the first data the
-  instance sees (the first ``t`` passed to :meth:`estimate`), then kept for the whole run; call
-  :meth:`BinningEstimator.fit_range` first to set it explicitly, e.g. from a store's global
-  min/max over all layers and epochs (Saxe et al. 2018 used 100 bins between a run's min and max);
+* ``value_range="data"``: the same, with ``(lo, hi)`` the min and max of *one layer of one run
+  over all its recorded epochs*, set by :meth:`~ibtoolkit.Estimator.fit` (which
+  :func:`ibtoolkit.information_plane` calls per run and layer before any estimate, streaming the
+  layer's epochs from the store), so the edges never depend on which array came first nor on the
+  worker that estimates; :meth:`BinningEstimator.fit_range` sets a range explicitly (e.g. Saxe et
+  al. 2018's one range over all layers of a run, which a per-layer fit is not: with a shared range
+  a layer of small activations gets few occupied bins).  Estimating in this mode before a fit
+  raises ``ValueError``;
 * ``bin_size`` (Saxe et al. 2018 used 0.07): edges at the integer multiples of ``bin_size``,
   unbounded, :math:`\\lfloor v / \\text{bin\\_size} \\rfloor`; overrides ``n_bins`` and
   ``value_range``.
 
 On a ±1 layer any of these puts -1 and +1 into two different bins, so the result equals ``exact``.
+
+Clipping.  With a range, values below ``lo`` or above ``hi`` go to the edge bins, which merges
+distinct values and reads as compression.  The extra ``clipped_fraction`` is the share of the
+N × d values of ``t`` outside ``[lo, hi]`` (0 in bin-size mode, and 0 on every recorded epoch of
+a fitted ``"data"`` range); :func:`ibtoolkit.information_plane` warns once per layer when it is
+above 0.
 """
 from __future__ import annotations
 
@@ -45,8 +55,8 @@ class BinningEstimator(Estimator):
     n_bins : int
         Number of equal bins on the value range (default 30).
     value_range : (float, float) or "data"
-        Fixed bin range (default (-1, 1), for tanh); ``"data"`` fixes it from the first data seen
-        (or from :meth:`fit_range`) and keeps it for the whole run.
+        Fixed bin range (default (-1, 1), for tanh); ``"data"``: the layer's min and max over all
+        recorded epochs of the run, set by :meth:`fit` (or explicitly by :meth:`fit_range`).
     bin_size : float or None
         Width of unbounded bins at multiples of ``bin_size`` (e.g. 0.07, Saxe et al. 2018);
         overrides ``n_bins`` and ``value_range``.
@@ -56,7 +66,8 @@ class BinningEstimator(Estimator):
     Extras
     ------
     As ``exact`` (``n_states``, ``h_t``, ``h_y``, ``ixt_ceiling``, ``saturated``) plus ``n_bins``,
-    ``bin_size`` and ``bin_range`` (the ``[lo, hi]`` used, None in bin-size mode).
+    ``bin_size``, ``bin_range`` (the ``[lo, hi]`` used, None in bin-size mode) and
+    ``clipped_fraction`` (share of values outside ``bin_range``).
     """
 
     def __init__(self, n_bins: int = 30, value_range=(-1, 1), bin_size: float | None = None,
@@ -88,6 +99,38 @@ class BinningEstimator(Estimator):
     def bin_range(self) -> tuple[float, float] | None:
         """The ``(lo, hi)`` in use (None before a "data" range is fixed, and in bin-size mode)."""
         return None if self.bin_size is not None else self._range
+
+    @property
+    def needs_fit_data(self) -> bool:
+        """True in ``value_range="data"`` mode: :meth:`fit` reads every recorded epoch of the layer."""
+        return self.bin_size is None and self.value_range == "data"
+
+    def _fit(self, x, epochs, y) -> None:
+        """Key the inputs once; in ``"data"`` mode set the range to the min and max over ``epochs``."""
+        self._x_cache.get(x)
+        if not self.needs_fit_data:
+            return
+        lo, hi, seen = math.inf, -math.inf, 0
+        for t in epochs:
+            lo, hi, seen = min(lo, float(t.min())), max(hi, float(t.max())), seen + 1
+        if not seen:
+            raise ValueError("binning with value_range='data' needs at least one recorded epoch to fit its range")
+        self._range = (lo, hi)
+
+    def fitted_params(self) -> dict:
+        """``{"bin_range": [lo, hi]}`` in ``"data"`` mode once fitted, else ``{}``."""
+        if not self.needs_fit_data or self._range is None:
+            return {}
+        return {"bin_range": [float(self._range[0]), float(self._range[1])]}
+
+    def set_fitted(self, **fitted) -> "BinningEstimator":
+        """Restore a fitted ``bin_range`` (a parallel worker gets it from the fitting process)."""
+        unknown = set(fitted) - {"bin_range"}
+        if unknown:
+            raise ValueError(f"binning has no fitted value(s) {sorted(unknown)}")
+        if "bin_range" in fitted:
+            self.fit_range([np.asarray(fitted["bin_range"], dtype=float)])
+        return self
 
     def fit_range(self, values) -> tuple[float, float]:
         """Fix the bin range to the global min and max of ``values`` (an array or a list of arrays).
@@ -122,7 +165,8 @@ class BinningEstimator(Estimator):
         if self.bin_size is not None:
             return _bin_by_size(t, self.bin_size)
         if self._range is None:
-            self.fit_range(t)
+            raise ValueError("binning with value_range='data' must be fitted first: call fit(x, epochs, y) with "
+                             "every recorded epoch of the layer (information_plane does), or fit_range(values)")
         return _bin_by_range(t, self._range, self.n_bins)
 
     def _keys(self, t: np.ndarray) -> Keys:
@@ -135,8 +179,10 @@ class BinningEstimator(Estimator):
         kt = self._keys(t)
         ixt, ity, extras = discrete_point(xk, kt, y, self.miller_madow)
         rng = self.bin_range
+        clipped = 0.0 if rng is None else float(np.count_nonzero((t < rng[0]) | (t > rng[1]))) / t.size
         extras.update(n_bins=None if self.bin_size is not None else self.n_bins, bin_size=self.bin_size,
-                      bin_range=None if rng is None else [float(rng[0]), float(rng[1])])
+                      bin_range=None if rng is None else [float(rng[0]), float(rng[1])],
+                      clipped_fraction=clipped)
         return EstimateResult(ixt, ity, extras)
 
     def _mutual_information(self, a, b) -> float:

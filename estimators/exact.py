@@ -57,6 +57,10 @@ class ExactEstimator(Estimator):
         self.max_levels = max_levels
         self._x_cache = InputKeyCache()
 
+    def _fit(self, x, epochs, y) -> None:
+        """Key the inputs once (the cache every estimate of the run reuses)."""
+        self._x_cache.get(x)
+
     def _estimate(self, x, t, y) -> EstimateResult:
         xk = self._x_cache.get(x)
         kt = row_keys(t, max_levels=self.max_levels, name="t", check_finite=True)

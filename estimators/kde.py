@@ -249,6 +249,10 @@ class KDEEstimator(Estimator):
             fn = self._compiled[(with_groups, with_cut)] = _build_kernel_sums(self.dtype, with_groups, with_cut)
         return fn
 
+    def _fit(self, x, epochs, y) -> None:
+        """Group the inputs into distinct rows once (the cache every estimate of the run reuses)."""
+        self._groups.update(x)
+
     def _estimate(self, x, t, y):
         n, d = t.shape
         groups = self._groups.update(x)

@@ -290,6 +290,13 @@ class KSGEstimator(Estimator):
             h = self._h_noise[key] = _kl_entropy_nats(dist[:, k - 1], shape[1], k)
         return h
 
+    def _fit(self, x, epochs, y) -> None:
+        """Group the inputs into distinct rows once (the cache every estimate of the run reuses).
+
+        The noise sample needs no fit: it is drawn from ``random_state`` per shape, the same
+        in every process."""
+        self._groups.update(x)
+
     def _estimate(self, x, t, y):
         n, d = t.shape
         k = _check_k(self.k, n)

@@ -142,6 +142,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         Layers to tap (default: every hidden layer, see :func:`ibtoolkit.taps.representation_taps`).
     estimators : list or None
         Estimators (names, dicts or instances for :func:`ibtoolkit.get_estimator`) to run live.
+        One that must be fitted on every recorded epoch first (binning ``value_range="data"``)
+        is refused with ``ValueError``: a live estimate cannot see the epochs to come.
     dataset : str or dict or None
         Dataset description for the manifest (name, split...); sizes are added automatically.
     batch_size : int
@@ -209,6 +211,11 @@ class IBCallback(tf.keras.callbacks.Callback):
         if len(set(names)) != len(names):
             raise ValueError(f"estimators must have distinct names (their log keys would clash), got {names}")
         self._estimator_names = names
+        unfit = [e.describe() for e in self.estimators if e.needs_fit_data]
+        if unfit:  # a live estimate cannot see the epochs still to come, which its fit needs
+            raise ValueError(f"live estimators cannot be fitted on a run's future epochs: {unfit} (e.g. binning "
+                             f"value_range='data'); give a fixed value_range or bin_size, or estimate afterwards "
+                             f"with information_plane, which fits on every recorded epoch")
         self._x_est = x.reshape(x.shape[0], -1)
         self.directory = None if directory is None else Path(directory)
         # state across fit calls

@@ -13,6 +13,16 @@ in **bits**, where ``X`` is the empirical (uniform) distribution over the ``N`` 
 Subclasses implement :meth:`Estimator._estimate` (and optionally
 :meth:`Estimator._mutual_information`); the public methods validate input first, so every
 estimator raises the same :class:`ValueError` messages for the same mistakes.
+
+Fit, then estimate (scikit-learn's ``fit`` before ``transform``).  Settings that depend on a
+layer's values (a binning range from the data) and per-instance caches of the inputs are set by
+:meth:`Estimator.fit`, which sees the analysis inputs, the labels and *every recorded epoch of one
+layer of one run*, streamed one array at a time, before any estimate of that layer.
+:func:`ibtoolkit.information_plane` calls it per (run, layer) in the calling process, and hands
+the fitted values (:meth:`Estimator.fitted_params`, plain JSON) to its parallel workers, which
+restore them with :meth:`Estimator.set_fitted`; so serial, joblib and Dask tables agree.  A plugin
+that needs no fitting inherits a no-op.  Estimators never read a store: whoever calls ``fit``
+streams the epochs.
 """
 from __future__ import annotations
 
@@ -23,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .validation import check_inputs, check_pair
+from .validation import as_labels, as_samples, check_inputs, check_pair
 
 __all__ = ["Estimator", "EstimateResult", "LN2", "nats_to_bits", "bits_to_nats"]
 
@@ -153,7 +163,57 @@ class Estimator:
                              f"(ixt={result.ixt}, ity={result.ity})")
         return result
 
+    # -- fitting ------------------------------------------------------------------------------
+    @property
+    def needs_fit_data(self) -> bool:
+        """True when :meth:`fit` must see the layer's recorded activations (not only x and y).
+
+        False by default; the plane then skips the extra pass over the store for this estimator.
+        """
+        return False
+
+    def fit(self, x, epochs=(), y=None) -> "Estimator":
+        """Fit the data-dependent settings on one layer of one run; returns ``self``.
+
+        Parameters
+        ----------
+        x : array of shape (N, D)
+            The analysis inputs (the input caches are keyed here, once per run).
+        epochs : iterable of arrays of shape (N, d)
+            The layer's activations at *every* recorded epoch of the run, one array per epoch,
+            consumed once (a generator streaming from a store is the intended use).  Only read
+            when :attr:`needs_fit_data`.
+        y : array of shape (N,), optional
+            Integer labels.
+
+        The fitted values are :meth:`fitted_params`; a later ``fit`` replaces them (one fit per
+        run and layer, never carried over to the next layer).
+        """
+        x = as_samples(x, "x")
+        if y is not None:
+            y = as_labels(y, n=x.shape[0])
+        stream = _checked_epochs(epochs, x.shape[0]) if self.needs_fit_data else iter(())
+        self._fit(x, stream, y)
+        return self
+
+    def fitted_params(self) -> dict[str, Any]:
+        """The fitted values, JSON-friendly (e.g. ``{"bin_range": [lo, hi]}``); ``{}`` when none.
+
+        The plane writes them into every row of the layer and gives them to parallel workers.
+        """
+        return {}
+
+    def set_fitted(self, **fitted) -> "Estimator":
+        """Restore values returned by :meth:`fitted_params` (in a worker that did not fit)."""
+        if fitted:
+            raise ValueError(f"estimator {self.name or type(self).__name__!r} has no fitted values; "
+                             f"got {sorted(fitted)}")
+        return self
+
     # -- to implement ---------------------------------------------------------------------------
+    def _fit(self, x: np.ndarray, epochs, y) -> None:
+        """Fit on the validated inputs and the stream of (N, d) epoch arrays; the default does nothing."""
+
     def _estimate(self, x: np.ndarray, t: np.ndarray, y: np.ndarray) -> EstimateResult:
         raise NotImplementedError(f"{type(self).__name__} must implement _estimate(x, t, y)")
 
@@ -161,6 +221,21 @@ class Estimator:
         raise NotImplementedError(
             f"the {self.name or type(self).__name__!r} estimator has no generic mutual_information(a, b); "
             f"use one of the estimators that define it (exact, binning, ksg)")
+
+
+def _checked_epochs(epochs, n: int):
+    """Validate each epoch array of a fit stream as it arrives: (N, d), finite."""
+    if isinstance(epochs, np.ndarray):
+        epochs = [epochs] if epochs.ndim == 2 else list(epochs)
+    try:
+        iterator = iter(epochs)
+    except TypeError:
+        raise ValueError(f"epochs must be an iterable of (N, d) arrays, got {type(epochs).__name__}") from None
+    for i, t in enumerate(iterator):
+        arr = as_samples(t, f"epochs[{i}]")
+        if arr.shape[0] != n:
+            raise ValueError(f"epochs[{i}] has {arr.shape[0]} rows; x has {n}")
+        yield arr
 
 
 def _plain(value):

@@ -12,7 +12,15 @@ distinct analysis inputs; a deterministic network has :math:`I(X;T) = H(T) \\le 
 ``h_y`` :math:`= H(Y) = -\\sum_c p_c \\log_2 p_c` (since :math:`I(T;Y) \\le H(Y)`).
 
 Estimation reads the :class:`~ibtoolkit.store.ActivationStore`, never the model, so every
-estimator sees the same activations.  The work is cut into (layer, chunk of epochs) tasks; a task
+estimator sees the same activations.  Fit, then estimate: before any estimate of a layer, every
+estimator is fitted (:meth:`ibtoolkit.Estimator.fit`) in the calling process on that layer of this
+run: the inputs, the labels and, when it needs them (binning with ``value_range="data"``), the
+layer's activations at every valid recorded epoch, streamed one chunk at a time (epochs marked
+invalid are left out, and the fit does not depend on the ``epochs`` selected for estimation).
+The fitted values (:meth:`~ibtoolkit.Estimator.fitted_params`, e.g. ``bin_range``) are written
+into every row of that layer and travel with the tasks to parallel workers, which restore them
+(:meth:`~ibtoolkit.Estimator.set_fitted`).  A failed fit makes every row of that (estimator,
+layer) ``failed`` with the fit's error.  The work is cut into (layer, chunk of epochs) tasks; a task
 reads only its chunk, so memory stays at one chunk of one layer per worker (never all layers ×
 epochs).  With ``n_jobs != 1`` the tasks run on :class:`ibtoolkit.parallel.Engine` (joblib: loky
 processes by default, or whatever backend the caller activated with ``joblib.parallel_config``,
@@ -45,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from .estimator import Estimator
+from .layer_fit import as_extras, fit_layer, warn_clipping
 from .parallel import Engine, Task, drop_worker_state, worker_state
 from .registry import get_estimator, registered_class
 from .table import BASE_COLUMNS, SATURATION_TOL, assemble_rows, read_plane, write_plane
@@ -122,6 +131,7 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
             everything = np.array_equal(epoch_list, np.asarray(store.epochs, dtype=np.int64))
             for layer in layer_list:
                 size = _layer_chunk(chunk, x_all.shape[0], store.widths[layer])
+                ctx.fitted = fit_layer(store, layer, instances, x, y, sample_idx, invalid, size)
                 if everything:  # stream the whole layer, one chunk of epochs at a time
                     pieces = store.iter_chunks(layer, chunk=size)
                 else:  # read only the selected epochs, chunk by chunk
@@ -132,15 +142,19 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
                     results.extend(out)
                     bar.update(len(out))
         else:
-            results.extend(_estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, sample_idx, invalid,
-                                                 int(n_jobs), bar))
+            fitted = {layer: fit_layer(store, layer, instances, x, y, sample_idx, invalid,
+                                       _layer_chunk(chunk, x_all.shape[0], store.widths[layer]))
+                      for layer in layer_list}  # here, before any task: the workers get the fitted values
+            results.extend(_estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, fitted, sample_idx,
+                                                 invalid, int(n_jobs), bar))
 
     if epochs is None:  # diverged epochs that were never recorded: say so in the table
         for epoch, reason in _unrecorded_divergence(store).items():
             results.extend((k, layer, epoch, math.nan, math.nan, {}, "invalid", reason)
                            for k in range(len(instances)) for layer in layer_list)
-    return assemble_rows(store, results, instances, layer_list, ceiling, h_y, subsample, random_state,
-                     x.shape[0])
+    table = assemble_rows(store, results, instances, layer_list, ceiling, h_y, subsample, random_state, x.shape[0])
+    warn_clipping(table)
+    return table
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,9 +170,17 @@ class _Context:
         self.instances = instances
         self.invalid = invalid
         self.sample_idx = sample_idx
+        self.fitted: list = [{} for _ in instances]  # per instance: fitted values of the layer, or the fit's error
+
+    def restore(self, fitted: list) -> None:
+        """Set the fitted values of a layer (from :func:`~ibtoolkit.layer_fit.fit_layer` in the calling process)."""
+        for est, values in zip(self.instances, fitted):
+            if isinstance(values, dict):
+                est.set_fitted(**values)
+        self.fitted = fitted
 
     def estimate_block(self, layer: str, epochs: np.ndarray, acts: np.ndarray) -> list[tuple]:
-        """Estimate every instance on every epoch of one chunk of one layer.
+        """Estimate every instance on every epoch of one chunk of one layer (instances fitted on it).
 
         Returns tuples ``(estimator index, layer, epoch, ixt, ity, extras, status, error)``.
         """
@@ -174,27 +196,31 @@ class _Context:
             elif np.issubdtype(t.dtype, np.floating) and not np.isfinite(t).all():
                 reason = f"activations of layer {layer!r} at epoch {epoch} are not finite"
             for k, est in enumerate(self.instances):
+                fitted = self.fitted[k]
                 if reason is not None:
-                    out.append((k, layer, epoch, math.nan, math.nan, {}, "invalid", reason))
+                    out.append((k, layer, epoch, math.nan, math.nan, as_extras(fitted), "invalid", reason))
+                    continue
+                if isinstance(fitted, str):
+                    out.append((k, layer, epoch, math.nan, math.nan, {}, "failed", fitted))
                     continue
                 try:
                     res = est.estimate(self.x, t, self.y)
                 except Exception as exc:  # noqa: BLE001 - recorded in the row, never dropped
-                    out.append((k, layer, epoch, math.nan, math.nan, {}, "failed",
+                    out.append((k, layer, epoch, math.nan, math.nan, dict(fitted), "failed",
                                 f"{type(exc).__name__}: {exc}"))
                     continue
-                out.append((k, layer, epoch, res.ixt, res.ity, dict(res.extras), "ok", ""))
+                out.append((k, layer, epoch, res.ixt, res.ity, {**fitted, **res.extras}, "ok", ""))
         return out
 
 
-def _estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, sample_idx, invalid, n_jobs, bar):
+def _estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, fitted, sample_idx, invalid, n_jobs, bar):
     """The (layer, epoch chunk) tasks on :class:`ibtoolkit.parallel.Engine` (joblib: loky processes,
     or the backend the caller activated, e.g. Dask); rows in task order."""
     n = int(np.asarray(store.inputs).shape[0])
     token = uuid.uuid4().hex
     directory = str(store.directory)
     tasks = [Task("estimate", f"{layer} epochs {part[0]}-{part[-1]}", _worker_task,
-                  (directory, token, layer, part, specs, sample_idx, invalid))
+                  (directory, token, layer, part, specs, fitted[layer], sample_idx, invalid))
              for layer in layer_list for part in _split(epoch_list, _layer_chunk(chunk, n, store.widths[layer]))]
     try:
         outcomes = Engine(jobs=n_jobs).map(tasks, _BarOfEstimates(bar), capture=False)
@@ -213,11 +239,13 @@ class _BarOfEstimates:
         self.bar.update(len(outcome.value))
 
 
-def _worker_task(directory, token, layer, epochs, specs, sample_idx, invalid):
-    """One (layer, epoch chunk) task in a worker: everything it gets is plain, picklable data.  The
-    worker opens the store and builds the estimator instances once per call (:func:`worker_state`),
-    so per-instance caches of the inputs serve all of the call's tasks there."""
+def _worker_task(directory, token, layer, epochs, specs, fitted, sample_idx, invalid):
+    """One (layer, epoch chunk) task in a worker: everything it gets is plain, picklable data, the
+    layer's fitted values included.  The worker opens the store and builds the estimator instances
+    once per call (:func:`worker_state`), so per-instance caches of the inputs serve all of the
+    call's tasks there."""
     ctx = worker_state(token, lambda: _worker_context(directory, specs, sample_idx, invalid))
+    ctx.restore(fitted)
     epochs = np.asarray(epochs, dtype=np.int64)
     return ctx.estimate_block(layer, epochs, ctx.store.read(layer, epochs=epochs))
 

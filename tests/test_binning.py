@@ -44,7 +44,7 @@ def test_pm1_layer_equals_exact(rng, kwargs):
     y = rng.integers(0, 3, N12)
     t = np.where(tanh_layer(x, 8, rng) >= 0, 1.0, -1.0).astype(np.float32)
     ref = ExactEstimator().estimate(x, t, y)
-    r = BinningEstimator(**kwargs).estimate(x, t, y)
+    r = BinningEstimator(**kwargs).fit(x, [t], y).estimate(x, t, y)
     assert (r.ixt, r.ity) == pytest.approx((ref.ixt, ref.ity), abs=1e-12)
     assert r.extras["n_states"] == ref.extras["n_states"]
 
@@ -56,22 +56,42 @@ def test_out_of_range_values_go_to_edge_bins():
     assert codes[:, 0].tolist() == [0, 0, 0, 1, 1, 1] and levels.tolist() == [2]
 
 
-def test_data_range_is_fixed_by_the_first_call(rng):
+def test_data_range_is_the_layers_min_and_max_over_all_fitted_epochs(rng):
     x = rng.integers(0, 2, size=(2000, 11))
     y = rng.integers(0, 2, 2000)
     t1 = rng.uniform(-0.5, 0.5, size=(2000, 3))
     t2 = 3.0 * t1
     est = BinningEstimator(n_bins=10, value_range="data")
-    est.estimate(x, t1, y)
-    lo, hi = float(t1.min()), float(t1.max())
-    assert est.bin_range == (lo, hi)
-    r2 = est.estimate(x, t2, y)
-    assert est.bin_range == (lo, hi)                       # unchanged by wider data
-    assert r2.extras["bin_range"] == [lo, hi]
-    binned = digitize(t2, lo, hi, 10)
-    assert r2.ixt == pytest.approx(H(binned) - (H(x, binned) - H(x)), abs=1e-9)
-    fixed = BinningEstimator(n_bins=10, value_range=(lo, hi)).estimate(x, t2, y)
-    assert (r2.ixt, r2.ity) == pytest.approx((fixed.ixt, fixed.ity), abs=1e-12)
+    assert est.needs_fit_data and not BinningEstimator().needs_fit_data
+    with pytest.raises(ValueError, match="fitted first"):
+        est.estimate(x, t1, y)
+    est.fit(x, (t for t in (t1, t2)), y)                   # a stream, consumed once
+    lo, hi = float(t2.min()), float(t2.max())
+    assert est.bin_range == (lo, hi) and est.fitted_params() == {"bin_range": [lo, hi]}
+    r1 = est.estimate(x, t1, y)
+    assert r1.extras["bin_range"] == [lo, hi] and r1.extras["clipped_fraction"] == 0.0
+    binned = digitize(t1, lo, hi, 10)
+    assert r1.ixt == pytest.approx(H(binned) - (H(x, binned) - H(x)), abs=1e-9)
+    fixed = BinningEstimator(n_bins=10, value_range=(lo, hi)).estimate(x, t1, y)
+    assert (r1.ixt, r1.ity) == pytest.approx((fixed.ixt, fixed.ity), abs=1e-12)
+    est.fit(x, [t1], y)                                    # a new fit (the next layer) replaces the range
+    assert est.bin_range == (float(t1.min()), float(t1.max()))
+    clone = BinningEstimator(n_bins=10, value_range="data").set_fitted(**est.fitted_params())
+    assert clone.estimate(x, t2, y).extras == est.estimate(x, t2, y).extras
+    with pytest.raises(ValueError, match="at least one recorded epoch"):
+        BinningEstimator(value_range="data").fit(x, [], y)
+    with pytest.raises(ValueError, match=r"epochs\[1\] has 5 rows"):
+        BinningEstimator(value_range="data").fit(x, [t1, t1[:5]], y)
+    with pytest.raises(ValueError, match="no fitted value"):
+        BinningEstimator().set_fitted(bin_range=[0, 1], other=1)
+
+
+def test_clipped_fraction_counts_values_outside_a_fixed_range():
+    t = np.array([[-5.0, 0.0], [-1.0, 0.5], [0.3, 2.0], [0.99, 1.0]])
+    x = np.arange(4)[:, None]
+    r = BinningEstimator(n_bins=4).estimate(x, t, np.array([0, 1, 0, 1]))
+    assert r.extras["clipped_fraction"] == 2 / 8            # -5 and 2 lie outside [-1, 1]
+    assert BinningEstimator(bin_size=0.5).estimate(x, t, np.array([0, 1, 0, 1])).extras["clipped_fraction"] == 0.0
 
 
 def test_fit_range_sets_the_edges_explicitly(rng):
@@ -132,6 +152,18 @@ def test_miller_madow(rng):
     mm = BinningEstimator(miller_madow=True).estimate(x, t, y)
     m_t = plain.extras["n_states"]
     assert mm.ixt == pytest.approx(plain.ixt + (m_t - 1) / (2 * N12 * math.log(2)), abs=1e-12)
+    assert mm.extras["ixt_raw"] == mm.ixt
+
+
+def test_miller_madow_is_clipped_to_the_ceiling_with_the_raw_value_kept():
+    """All 4096 inputs distinct and every code distinct: the plug-in I(X;T) = log2 N exactly, and
+    Miller–Madow adds (N − 1)/(2N ln 2) bits on top, past the ceiling."""
+    x = twelve_bit_inputs()
+    y = (np.arange(N12) % 2)
+    mm = BinningEstimator(n_bins=2, miller_madow=True).estimate(x, x * 2 - 1, y)
+    assert mm.extras["ixt_raw"] == pytest.approx(12.0 + (N12 - 1) / (2 * N12 * math.log(2)), abs=1e-9)
+    assert mm.ixt == 12.0 and mm.extras["saturated"]
+    assert 0.0 <= mm.ity <= 1.0
 
 
 def test_mutual_information_of_two_arrays(rng):

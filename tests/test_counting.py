@@ -237,8 +237,14 @@ def test_discrete_point_with_all_distinct_t_and_duplicate_inputs(rng, miller_mad
         return h + (len({tuple(r) for r in np.asarray(rows).reshape(n, -1).tolist()}) - 1) / (2 * n * math.log(2)) \
             if miller_madow else h
 
-    assert ixt == pytest.approx(brute(x), abs=1e-9)
-    assert ity == pytest.approx(brute(y[:, None]), abs=1e-9)
+    if miller_madow:  # the corrected values, above the ceilings log2(distinct x) and plug-in H(Y), are clipped
+        assert extras["ixt_raw"] == pytest.approx(brute(x), abs=1e-9)
+        assert extras["ity_raw"] == pytest.approx(brute(y[:, None]), abs=1e-9)
+        assert ixt == pytest.approx(min(brute(x), xk.ceiling), abs=1e-12) and ixt <= xk.ceiling
+        assert ity == pytest.approx(brute_entropy(y[:, None]), abs=1e-9)
+    else:
+        assert ixt == pytest.approx(brute(x), abs=1e-9)
+        assert ity == pytest.approx(brute(y[:, None]), abs=1e-9)
     assert extras["h_t"] == pytest.approx(brute(t), abs=1e-9)
 
 

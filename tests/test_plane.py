@@ -320,3 +320,89 @@ def test_plugin_returning_nan_or_a_wrong_type_is_a_failed_row_named(store_dir, n
     assert bad["error"].str.startswith(message).all() and bad["ixt"].isna().all()
     assert (df.loc[df["estimator"] == "binning", "status"] == "ok").all()
     assert np.isfinite(df.loc[df["status"] == "ok", ["ixt", "ity"]].to_numpy()).all()
+
+
+# -- the fit step: per (run, layer), over every recorded epoch, the same serial and parallel ---------
+RELU_WIDTHS = [("relu_1", 6), ("relu_2", 4), ("relu_3", 3)]
+
+
+def write_relu_store(directory):
+    """Unbounded ReLU layers whose range grows with the epoch and differs per layer."""
+    x, y = make_data()
+    model = {"name": "mlp-relu", "precision": "full", "variant": "relu", "seed": 1}
+    acts_by_epoch = {}
+    with ActivationStore.create(directory, inputs=x, labels=y, layers=RELU_WIDTHS, binary=[False] * 3,
+                                model=model, dataset={"name": "bits6", "n": 80}) as store:
+        for e in EPOCHS:
+            rng = np.random.default_rng(e)
+            acts = {name: np.maximum(0.0, (2 * x - 1) @ rng.normal(size=(6, w)) * (1 + i) * (1 + e / 4)
+                                     ).astype(np.float32)
+                    for i, (name, w) in enumerate(RELU_WIDTHS)}
+            acts_by_epoch[e] = acts
+            store.append(e, acts, metrics=metrics_of(e))
+        store.set_status("complete")
+    return directory, acts_by_epoch
+
+
+def test_data_range_binning_is_fitted_per_layer_over_the_run_and_equal_serial_and_parallel(tmp_path):
+    directory, acts = write_relu_store(tmp_path / "run-relu")
+    spec = {"name": "binning", "n_bins": 10, "value_range": "data"}
+    serial = information_plane(directory, [spec], progress=False)
+    parallel = information_plane(directory, [spec], n_jobs=2, progress=False, chunk=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert (serial["status"] == "ok").all()
+    for name, _ in RELU_WIDTHS:
+        every = np.stack([acts[e][name] for e in EPOCHS])
+        ranges = serial.loc[serial["layer"] == name, "bin_range"].map(json.loads)
+        assert all(r == [float(every.min()), float(every.max())] for r in ranges), name
+    assert (serial["clipped_fraction"] == 0.0).all()
+    # selecting epochs for estimation does not change the fit: the same range, the same values
+    some = information_plane(directory, [spec], epochs=[0, 1], progress=False)
+    pd.testing.assert_frame_equal(some.reset_index(drop=True),
+                                  serial[serial["epoch"].isin([0, 1])].reset_index(drop=True))
+
+
+def test_a_fixed_range_that_clips_warns_once_per_layer(tmp_path):
+    directory, _ = write_relu_store(tmp_path / "run-clip")
+    with pytest.warns(RuntimeWarning, match="clipped values") as caught:
+        df = information_plane(directory, [{"name": "binning", "n_bins": 10, "value_range": [0, 1]}], progress=False)
+    clip = [w for w in caught if "clipped values" in str(w.message)]
+    assert len(clip) == len(RELU_WIDTHS)
+    assert (df["clipped_fraction"] > 0).any() and (df["clipped_fraction"] <= 1).all()
+
+
+@register_estimator("plane_test_unfittable")
+class UnfittableEstimator(PluginEstimator):
+    """Needs the epochs to fit, and refuses the 3-unit layer there."""
+
+    @property
+    def needs_fit_data(self):
+        return True
+
+    def _fit(self, x, epochs, y):
+        widths = [t.shape[1] for t in epochs]
+        self.seen = len(widths)
+        if widths[0] == 3:
+            raise RuntimeError("cannot fit width 3")
+
+    def fitted_params(self):
+        return {"seen": self.seen}
+
+    def set_fitted(self, seen):
+        self.seen = seen
+        return self
+
+
+def test_fit_sees_every_recorded_epoch_and_a_failed_fit_fails_its_rows(store_dir):
+    for n_jobs in (1, 2):
+        df = information_plane(store_dir, ["plane_test_unfittable"], epochs=[0, 13], n_jobs=n_jobs, progress=False)
+        bad = df[df["layer"] == "dense_1"]
+        assert (bad["status"] == "failed").all() and bad["error"].str.contains("cannot fit width 3").all()
+        good = df[df["layer"] != "dense_1"]
+        assert (good["status"] == "ok").all() and (good["seen"] == len(EPOCHS)).all()
+
+
+def test_live_estimators_refuse_a_fit_on_the_future():
+    x, y = make_data()
+    with pytest.raises(ValueError, match="live estimators cannot be fitted"):
+        ibtoolkit.IBCallback(x, y, estimators=[{"name": "binning", "value_range": "data"}])

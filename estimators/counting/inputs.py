@@ -100,7 +100,12 @@ def discrete_point(xk: InputKeys, kt: Keys, y: np.ndarray, miller_madow: bool = 
     since then every (x, t) cell holds one sample); :math:`I(T;Y) = H(T) + H(Y) - H(T,Y)`.
 
     Returns ``(ixt, ity, extras)`` with extras ``n_states``, ``h_t``, ``h_y``, ``ixt_ceiling``,
-    ``saturated``.  Values are clamped into their bounds only by float noise (:func:`clamp_noise`).
+    ``saturated``.  Plug-in values are clamped into their bounds only by float noise
+    (:func:`clamp_noise`).  With ``miller_madow`` every entropy gains (m − 1)/(2N ln 2) bits (m
+    occupied cells), which targets the entropy of the population the N samples were drawn from,
+    not the empirical-distribution estimand (for which the plug-in value is exact): the corrected
+    I(X;T) can exceed log2 N and is clipped into [0, ceiling], I(T;Y) into [0, plug-in H(Y)]; the
+    unclipped values are the extras ``ixt_raw``/``ity_raw``.
     """
     if kt.n != xk.keys.n or y.shape[0] != kt.n:
         raise ValueError(f"x, t and y must have the same number of samples, got {xk.keys.n}, {kt.n}, {y.shape[0]}")
@@ -120,6 +125,11 @@ def discrete_point(xk: InputKeys, kt: Keys, y: np.ndarray, miller_madow: bool = 
     ixt = clamp_noise(h_t - h_t_given_x, 0.0, ceiling)
     h_ty = h_t if t_distinct else entropy(combine(kt, ky), miller_madow)
     ity = clamp_noise(h_t + h_y - h_ty, 0.0, min(h_t, h_y))
-    extras = {"n_states": int(ct.shape[0]), "h_t": h_t, "h_y": h_y, "ixt_ceiling": ceiling,
-              "saturated": bool(ixt >= ceiling - NOISE_TOL)}
+    extras = {"n_states": int(ct.shape[0]), "h_t": h_t, "h_y": h_y, "ixt_ceiling": ceiling}
+    if miller_madow:  # the corrected values can leave [0, ceiling]: clip them, keep the raw ones
+        h_y_plugin = entropy_bits(counts(ky), False)
+        extras.update(ixt_raw=ixt, ity_raw=ity)
+        ixt = min(max(ixt, 0.0), ceiling)
+        ity = min(max(ity, 0.0), h_y_plugin)
+    extras["saturated"] = bool(ixt >= ceiling - NOISE_TOL)
     return ixt, ity, extras
