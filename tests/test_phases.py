@@ -148,10 +148,12 @@ def test_thresholds_are_parameters():
 
 
 def test_no_fitting_and_epoch_zero():
-    r = ph.analyse_trajectory([0, 1, 2, 4], [3.0, 4.0, 2.0, 1.0], [0.5, 0.5, 0.5, 0.5], smoothing=1)
+    r = ph.analyse_trajectory([0, 1, 2, 4], [3.0, 4.0, 2.0, 1.0], [0.5, 0.5, 0.5, 0.5], smoothing=1, min_points=2)
     assert r.e_fit == 0 and r.i_fit == 0 and r.ity_rise == 0
     assert r.e_peak == 1 and r.lag == pytest.approx(math.log10(2))  # +1 shift keeps epoch 0 on the axis
-    assert r.overlap == 0.0 and r.verdict == "separate" and r.compression == 3.0
+    assert r.overlap == 0.0 and r.compression == 3.0
+    assert r.verdict == "undetermined" and r.reason == "not fitted"  # no fitting phase to place compression against
+    assert math.isnan(r.compression_during_fit)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -163,6 +165,10 @@ def test_no_fitting_and_epoch_zero():
     (dict(epochs=[0, 1, 2], ixt=[1, 2, 3], ity=[1, 2, 3], fit_fraction=0), "fit_fraction"),
     (dict(epochs=[0, 1, 2], ixt=[1, 2, 3], ity=[1, 2, 3], simultaneity_threshold=1.5), "simultaneity"),
     (dict(epochs=[0, 1, 2], ixt=[1, 2, 3], ity=[1, 2, 3], min_compression_bits=-1), "min_compression_bits"),
+    (dict(epochs=[0, 1, 2], ixt=[1, 2, 3], ity=[1, 2, 3], rising_slope=-1), "rising_slope"),
+    (dict(epochs=[0, 1, 2], ixt=[1, 2, 3], ity=[1, 2, 3], max_saturated_fraction=0), "max_saturated_fraction"),
+    (dict(epochs=[0, 1, 2], ixt=[1, 2, 3], ity=[1, 2, 3], min_points=1), "min_points"),
+    (dict(epochs=[0, 1, 2], ixt=[1, 2, 3], ity=[1, 2, 3], smoothness=3), "unknown phase parameter"),
 ])
 def test_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -225,7 +231,7 @@ def test_bootstrap_interval_covers_truth_on_seeded_sweep():
         for s in range(15):
             case = Synthetic(c=1.2, w=0.1, up=1.4, P=5.0, F=5.0 - rng.normal(2.0, 0.3), uf=4.0)
             parts.append(_rows(f"g{g}s{s}", case, seed=s, layer=f"L{g}"))
-    table = ph.phase_table(pd.concat(parts, ignore_index=True), n_boot=1000, seed=0)
+    table = ph.phase_table(pd.concat(parts, ignore_index=True), n_boot=1000, seed=0, grid={})  # no robustness grid
     # peak smoothing lowers the measured peak by at most one schedule step: allow that bias
     step = max(abs(float(SEPARATE.ixt_at(U[SEPARATE.i_peak + k])) - 5.0) for k in (-1, 1))
     covered = (table.compression_lo - step <= 2.0) & (2.0 <= table.compression_hi + 1e-12)
@@ -271,7 +277,7 @@ def test_agreement_identical_and_shifted():
 
 def test_agreement_detects_disagreement():
     base, _, _ = _multi_estimator()
-    flipped = base.assign(estimator="binning", ixt=-base.ixt + 20.0)  # I(X;T) reversed in rank
+    flipped = base.assign(estimator="ksg", ixt=-base.ixt + 20.0)  # I(X;T) reversed in rank
     # and a binning curve with no compression on layer d1
     nc = NO_COMPRESSION.curves()[0]
     flipped.loc[flipped.layer == "d1", "ixt"] = nc
@@ -334,3 +340,27 @@ def test_saturation_fires_and_stays_quiet():
     assert len(ph.saturation(df, detail=True)) == 2
     clean = df.assign(ixt=df.ixt.clip(upper=10))
     assert ph.saturation(clean).n_saturated.sum() == 0
+
+
+
+
+def test_pairs_that_coincide_by_construction_are_not_counted_as_agreement():
+    base, _, _ = _multi_estimator()
+    base = base.assign(estimator_params="{}", n_samples=4096)
+    copy = base.assign(estimator="kde", estimator_params='{"noise_variance": 0.1}')     # e^-20 kernel: a copy
+    wide = base.assign(estimator="ksg", estimator_params='{"k": 3}')
+    pairs = ph.estimator_agreement(pd.concat([base, copy, wide], ignore_index=True)).pairs
+    pairs = pairs.set_index(["estimator_a", "estimator_b"])
+    assert pairs.loc[("exact", "kde"), "n_by_construction"] == 2
+    assert math.isnan(pairs.loc[("exact", "kde"), "verdict_agreement"])
+    assert pairs.loc[("exact", "ksg"), "n_by_construction"] == 0
+    assert pairs.loc[("exact", "ksg"), "verdict_agreement"] == 1.0
+    assert ph.copies_exact("kde", {"noise_variance": 0.1}, True, 4096)
+    assert not ph.copies_exact("kde", {"noise_variance": 1.0}, True, 4096)          # e^-2: a real smoothing
+    assert not ph.copies_exact("binning", {}, False, 4096) and ph.copies_exact("binning", {}, True, 4096)
+
+
+def test_dpi_is_called_a_bound_only_for_exact():
+    out = pd.concat([_dpi_frame([[12, 9, 5]]), _dpi_frame([[12, 9, 5]], estimator="kde")], ignore_index=True)
+    checks = ph.dpi_violations(out).set_index("estimator")["check"]
+    assert checks["exact"] == "DPI bound" and checks["kde"] == "depth monotonicity (not a bound)"
