@@ -1,8 +1,9 @@
 """Analysis, figures and ``report.md`` of one ``python -m experiments.run`` output directory.
 
 :func:`analyse` runs the phase analysis of :mod:`ibtoolkit.phases` on the information-plane table
-(phase table per run x layer x estimator, the verdict summary, estimator agreement, the
-data-processing-inequality and saturation checks); :func:`make_figures` draws the figures of
+(phase table per model x layer x estimator over seeds, with reasons and robustness; the seed-level
+contrast of BNNs against DNNs with and without the undetermined trajectories; the verdict summary;
+estimator agreement, the depth-monotonicity / DPI and saturation checks); :func:`make_figures` draws the figures of
 :mod:`ibtoolkit.plotting` as PNG and PDF; :func:`write_report` writes ``report.md``, which links
 the figures, summarises each run, shows the phase table (rows model x layer, columns estimators) and
 the verdict paragraph, and lists the checks and any failures.  A failing step is recorded (and
@@ -33,7 +34,9 @@ class Analysis:
     """Results of the phase analysis of one plane table (each part None when it could not be made)."""
 
     phases: pd.DataFrame | None = None
-    verdicts: object = None          # experiments.claim.summarise_verdicts(phases)
+    verdicts: object = None          # experiments.claim: summarise_verdicts(phases) and claim_text(contrast, ...)
+    contrast: pd.DataFrame | None = None        # ibtoolkit.phases.contrast, undetermined left out
+    contrast_all: pd.DataFrame | None = None    # the same with the undetermined trajectories
     agreement: object = None         # ibtoolkit.phases.AgreementResult (verdicts, pairs, vs_exact)
     dpi: pd.DataFrame | None = None
     saturation: pd.DataFrame | None = None
@@ -65,16 +68,24 @@ def _step(analysis: Analysis, label: str, func, *args):
 
 
 def analyse(plane: pd.DataFrame) -> Analysis:
-    """Phase table, verdict summary, estimator agreement, DPI and saturation checks of ``plane``."""
+    """Phase table, contrast, verdict summary, estimator agreement, DPI and saturation checks of ``plane``.
+
+    The phase table sees every row, so a layer whose estimates all failed appears as ``failed``.
+    """
     from ibtoolkit import phases as ph
 
-    from experiments.claim import summarise_verdicts
+    from experiments.claim import claim_text, contrast_pairs, summarise_verdicts
 
     analysis = Analysis(model_order=list(dict.fromkeys(plane["model"].astype(str))) if "model" in plane else [])
     ok = plane[plane["status"] == "ok"] if "status" in plane else plane
-    analysis.phases = _step(analysis, "phase table", ph.phase_table, ok)
+    analysis.phases = _step(analysis, "phase table", ph.phase_table, plane)
+    if "precision" in plane and plane["precision"].nunique() == 2:
+        analysis.contrast = _step(analysis, "contrast", contrast_pairs, plane, False)
+        analysis.contrast_all = _step(analysis, "contrast (undetermined included)", contrast_pairs, plane, True)
     if analysis.phases is not None:
-        analysis.verdicts = _step(analysis, "verdict summary", summarise_verdicts, analysis.phases)
+        summary = _step(analysis, "verdict summary", summarise_verdicts, analysis.phases)
+        claim = claim_text(analysis.contrast, analysis.contrast_all)
+        analysis.verdicts = " ".join(t for t in (summary, claim) if t)
     analysis.agreement = _step(analysis, "estimator agreement", ph.estimator_agreement, ok)
     analysis.dpi = _step(analysis, "DPI check", ph.dpi_violations, ok)
     analysis.saturation = _step(analysis, "saturation check", ph.saturation, ok)
@@ -85,7 +96,8 @@ def verdict_matrix(phases: pd.DataFrame, model_order=()) -> pd.DataFrame:
     """Rows model x layer, columns estimators, cells ``verdict (overlap ...)``.
 
     With several seeds a cell shows the verdict counts over runs (e.g. ``simultaneous 3/3``) and
-    the median overlap.
+    the median overlap; an undetermined or failed verdict shows its reason; a verdict with
+    robustness under 0.8 is marked ``fragile``.
     """
     df = phases.copy()
     model_key = "model" if "model" in df else "run"
@@ -122,10 +134,17 @@ def _cell(group: pd.DataFrame) -> str:
     if len(group) == 1 and "n_seeds" in group and int(group["n_seeds"].iloc[0]) > 1 \
             and "verdict_fraction" in group:
         text += f" {float(group['verdict_fraction'].iloc[0]):.0%} of {int(group['n_seeds'].iloc[0])} seeds"
-    if "overlap" in group:
+    if top in ("undetermined", "failed") and "reason" in group and str(group["reason"].iloc[0]):
+        reason = str(group["reason"].iloc[0])
+        text += f" ({reason.removesuffix(' 1/1')})"   # one seed: the reason alone
+    elif "overlap" in group:
         overlap = pd.to_numeric(group["overlap"], errors="coerce")
         if overlap.notna().any():
             text += f" (overlap {float(np.nanmedian(overlap)):.2f})"
+    if top not in ("undetermined", "failed") and "robustness" in group:
+        rob = pd.to_numeric(group["robustness"], errors="coerce")
+        if rob.notna().any() and float(rob.min()) < 0.8:   # experiments.claim.FRAGILE_BELOW
+            text += f" fragile {float(rob.min()):.2f}"
     return text
 
 
@@ -304,13 +323,18 @@ def _agreement_tables(agreement) -> str:
 def _check_tables(analysis: Analysis) -> list[str]:
     out = []
     for title, df, note in (
-            ("Data-processing inequality", analysis.dpi,
-             "I(X;T_l) must not increase with depth for a deterministic network; `exact` is the truth on "
-             "binary layers, violations by other estimators measure their bias."),
+            ("Depth monotonicity (a DPI bound for exact only)", analysis.dpi,
+             "I(X;T_{l+1}) ≤ I(X;T_l) is the data-processing inequality only for a deterministic code measured "
+             "exactly (`exact` on ±1 layers): a violation there is a bug. `kde`/`ksg` add independent noise to each "
+             "layer and `binning` re-bins each layer, so for them the same comparison is not a bound and its "
+             "violations do not measure bias (column `check`)."),
             ("Saturation", analysis.saturation,
              "I(X;T) at log2 N (the ceiling) means the estimator cannot see compression in that layer."),
             ("Estimator agreement", analysis.agreement,
-             "Verdict agreement and rank correlation of the trajectories between estimators on the same stores.")):
+             "Verdict agreement and rank correlation of the trajectories between estimators on the same stores. "
+             "Pairs that coincide by construction on a layer (on ±1 layers: `exact`, `binning`, and `kde` whose "
+             "kernel between the nearest codes, N·exp(−2/σ²), is below 1e-3) are one measurement, not two: they "
+             "are counted in `n_by_construction` and left out of `verdict_agreement`.")):
         out.append(f"### {title}\n\n{note}\n")
         if df is None:
             out.append("_not available (see failures)_\n")
@@ -343,8 +367,12 @@ def write_report(out, *, preset, runs, stores, plane, analysis: Analysis, figure
         lines += ["Estimators and their parameters (every CSV row names them):", "", markdown_table(est), ""]
     lines += ["## Phases", "",
               "Verdict per model × layer (rows) and estimator (columns): `simultaneous` (compression happens "
-              "while fitting), `separate` (compression after fitting) or `no compression`; see "
-              "`ibtoolkit.phases` for the rule and thresholds.", ""]
+              "while fitting), `separate` (compression after fitting), `no compression`, or `undetermined` with "
+              "its reason (`saturated`, `still rising`, `not fitted`, `above ceiling`, `too few points`: the "
+              "estimate cannot show compression or its absence); `failed` when no estimate of the layer "
+              "succeeded. `fragile r`: only a share r < 0.8 of the specification grid (fit fraction 0.5/0.7/0.9/"
+              "0.95 × smoothing 1/3/5/9 × minimum compression 0.1/0.5 bit × simultaneity threshold 0.3/0.5/0.7) "
+              "gives this verdict. Definitions and formulas: docs/phases.md.", ""]
     if analysis.phases is not None and len(analysis.phases):
         lines += [markdown_table(verdict_matrix(analysis.phases, analysis.model_order)), ""]
     else:
@@ -352,6 +380,14 @@ def write_report(out, *, preset, runs, stores, plane, analysis: Analysis, figure
     summary = _summary_text(analysis.verdicts)
     if summary:
         lines += ["### Verdict", "", summary if isinstance(analysis.verdicts, str) else f"```\n{summary}\n```", ""]
+    for title, table in (("without the undetermined trajectories", analysis.contrast),
+                         ("with the undetermined trajectories", analysis.contrast_all)):
+        if table is not None:
+            lines += [f"### Seed-level contrast, BNN − DNN, {title}", "",
+                      "Statistic D = compression during fitting (bits; docs/phases.md); `estimate` = median over "
+                      "BNN seeds − median over DNN seeds, `ci_low`/`ci_high` a 95 % bootstrap interval over seeds, "
+                      "`p_value` a permutation test over seeds, `p_holm` Holm-adjusted over the rows.", "",
+                      markdown_table(table), ""]
     lines += ["## Checks", ""] + _check_tables(analysis)
     titles = {"plane": "Information planes", "mi": "MI against epoch", "metrics": "Loss and accuracy",
               "grid": "Estimators side by side", "overlap": "Overlap of fitting and compression"}

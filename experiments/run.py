@@ -373,6 +373,8 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
     failures.extend(analysis.failures)
     if analysis.phases is not None:
         analysis.phases.to_csv(out / "phases.csv", index=False)
+    if analysis.contrast is not None:
+        analysis.contrast.to_csv(out / "contrast.csv", index=False)
     timings["phases"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
