@@ -329,7 +329,9 @@ def _check_tables(analysis: Analysis) -> list[str]:
              "layer and `binning` re-bins each layer, so for them the same comparison is not a bound and its "
              "violations do not measure bias (column `check`)."),
             ("Saturation", analysis.saturation,
-             "I(X;T) at log2 N (the ceiling) means the estimator cannot see compression in that layer."),
+             "An epoch is saturated when I(X;T) ≥ log2 N − 0.05 bit or its codes are mostly singletons "
+             "(distinct codes ≥ 0.9 N): the estimate cannot show compression there. `saturated`: at least half "
+             "of the epochs are, the condition of the `saturated` gate (docs/phases.md)."),
             ("Estimator agreement", analysis.agreement,
              "Verdict agreement and rank correlation of the trajectories between estimators on the same stores. "
              "Pairs that coincide by construction on a layer (on ±1 layers: `exact`, `binning`, and `kde` whose "

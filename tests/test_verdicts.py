@@ -215,3 +215,60 @@ def test_holm_and_bootstrap_interval():
     np.testing.assert_allclose(ph.holm([0.01, 0.04, 0.03, np.nan]), [0.03, 0.06, 0.06, np.nan])
     lo, hi = ph.bootstrap_interval(np.full(5, 2.0), np.full(5, 0.5))
     assert lo == hi == 1.5
+
+
+# ----------------------------------------------------------------- saturation: one definition with the gate
+def test_saturated_epochs_are_those_at_the_ceiling_or_with_mostly_singleton_codes():
+    ixt = np.array([12.0, 11.97, 11.9, 5.0, np.nan])
+    states = np.array([10, 10, 10, 950, 990])
+    np.testing.assert_array_equal(ph.saturated_epochs(ixt, 12.0), [True, True, False, False, False])
+    np.testing.assert_array_equal(ph.saturated_epochs(ixt, 12.0, states, 1000), [True, True, False, True, True])
+    np.testing.assert_array_equal(ph.saturated_epochs(ixt, None, states, 1000), [False, False, False, True, True])
+    np.testing.assert_array_equal(ph.saturated_epochs(ixt, 12.0, saturation_tol=0.2), [True, True, True, False,
+                                                                                      False])
+
+
+def test_an_epoch_at_the_ceiling_or_of_singletons_counts_once_toward_the_saturated_gate():
+    """30 % of the epochs at the ceiling and another 30 % with mostly singleton codes: 60 % of the
+    epochs cannot show compression, above the gate's 50 %, although neither kind alone reaches it."""
+    n = E.size
+    ixt = _tent(0.5, 6.0, 3.0, 2.5)
+    first, second = np.arange(n) < 0.3 * n, (np.arange(n) >= 0.4 * n) & (np.arange(n) < 0.7 * n)
+    ixt = np.where(first, 12.0, ixt)
+    states = np.where(second, 990, 100)
+    r = ph.analyse_trajectory(E, ixt, ITY, ceiling=12.0, n_states=states, n_samples=1000)
+    assert (r.verdict, r.reason) == ("undetermined", "saturated")
+
+
+def test_saturation_check_and_gate_share_one_definition():
+    """Rows 0.03 bit below the ceiling are saturated for the gate (tolerance 0.05 bit) and for the
+    saturation table alike; rows of mostly singleton codes too; the table's `saturated` column is the
+    gate's condition (share >= max_saturated_fraction)."""
+    n = E.size
+    near = np.where(np.arange(n) < 0.6 * n, 12.0 - 0.03, _tent(0.5, 6.0, 3.0, 2.5))
+    a = _plane("near", near, estimator="binning").assign(n_states=100, n_samples=4096)
+    singles = _tent(0.5, 6.0, 3.0, 2.5)
+    b = _plane("singles", singles, estimator="binning").assign(
+        n_states=np.where(np.arange(n) >= 0.2 * n, 4000, 100), n_samples=4096)
+    c = _plane("clean", singles, estimator="binning").assign(n_states=100, n_samples=4096)
+    plane = pd.concat([a, b, c], ignore_index=True)
+    sat = ph.saturation(plane).set_index("run")
+    per = ph.trajectory_phases(plane).set_index("run")
+    assert sat.loc["near", "n_saturated"] == int(np.sum(np.arange(n) < 0.6 * n))
+    assert sat.loc["singles", "n_saturated"] == int(np.sum(np.arange(n) >= 0.2 * n))
+    assert sat.loc["clean", "n_saturated"] == 0
+    for run in ("near", "singles", "clean"):
+        assert sat.loc[run, "saturated"] == (per.loc[run, "reason"] == "saturated"), run
+    assert sat["saturated"].tolist() == [False, True, True] and "n_flagged" not in sat.columns
+    # the thresholds are the gate's parameters
+    assert ph.saturation(plane, tol=0.01).loc[lambda d: d.run == "near", "n_saturated"].item() == 0
+    with pytest.raises(ValueError, match="singleton_fraction"):
+        ph.saturation(plane, singleton_fraction=0.0)
+
+
+def test_holm_is_capped_at_one_and_monotone_in_the_raw_p_values():
+    p = np.array([0.2, 0.5, 0.01, 0.9, 0.3])
+    adj = ph.holm(p)
+    order = np.argsort(p)
+    assert (np.diff(adj[order]) >= 0).all() and adj.max() == 1.0 and (adj >= p).all()
+    assert adj[2] == pytest.approx(0.05)

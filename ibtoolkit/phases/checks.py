@@ -11,7 +11,8 @@
   of T_l).  ``kde``/``ksg`` add independent noise to each layer and ``binning`` re-bins each
   layer, so for them the same comparison is a depth-monotonicity check, not a bound; the
   ``check`` column says which.
-* :func:`saturation`: where I(X;T) sits at its ceiling log2 N.
+* :func:`saturation`: the epochs behind the ``saturated`` gate (I(X;T) within ``saturation_tol`` of its
+  ceiling log2 N, or codes mostly singletons), counted per layer.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from .gating import GATE_DEFAULTS, check_gates, saturated_epochs
 from .table import _require, trajectory_phases, usable_mask
 
 __all__ = ["AgreementResult", "estimator_agreement", "dpi_violations", "saturation", "copies_exact"]
@@ -239,28 +241,35 @@ def dpi_violations(df: pd.DataFrame, tol: float = 1e-9, estimator_col: str = "es
     return out
 
 
-def saturation(df: pd.DataFrame, tol: float = 0.01, estimator_col: str = "estimator",
-               detail: bool = False) -> pd.DataFrame:
-    """Where I(X;T) sits at its ceiling ``ixt_ceiling`` = log2 N (the estimator cannot see compression).
+def saturation(df: pd.DataFrame, tol: float = GATE_DEFAULTS["saturation_tol"], estimator_col: str = "estimator",
+               detail: bool = False, *, singleton_fraction: float = GATE_DEFAULTS["singleton_fraction"],
+               max_saturated_fraction: float = GATE_DEFAULTS["max_saturated_fraction"]) -> pd.DataFrame:
+    """Where I(X;T) cannot show compression: the epochs behind the ``saturated`` gate, counted.
 
-    A row is saturated when I(X;T) ≥ ixt_ceiling − ``tol`` bits (default 0.01 bit: closer than that
-    to the ceiling, at most 0.01 bit of compression could ever show).  Returns one row per (run,
-    estimator, layer): ``n_epochs``, ``n_saturated``, ``fraction_saturated``, ``first_saturated`` and
-    ``last_saturated`` epochs (NaN when none), ``saturated_at_end`` (the last recorded epoch is
-    saturated) and ``n_flagged`` (rows the estimator itself flagged in the ``saturated`` column, when
-    present).  With ``detail=True`` returns the saturated rows of the table instead.
+    One definition with the validity gate (:func:`~ibtoolkit.phases.gating.saturated_epochs`): an
+    epoch (row) is saturated when I(X;T) ≥ ``ixt_ceiling`` − ``tol`` bits (log2 N, default
+    0.05 bit, the gate's ``saturation_tol``) or its codes are mostly singletons (``n_states`` ≥
+    ``singleton_fraction`` × ``n_samples``, when the table has those columns).  Returns one row per
+    (run, estimator, layer): ``n_epochs``, ``n_saturated``, ``fraction_saturated``,
+    ``first_saturated`` and ``last_saturated`` epochs (NaN when none), ``saturated_at_end`` (the
+    last recorded epoch is saturated) and ``saturated`` (``fraction_saturated`` ≥
+    ``max_saturated_fraction``: the gate's ``saturated`` condition, which makes the trajectory
+    ``undetermined`` unless ``above ceiling`` or ``too few points`` fires first).  With
+    ``detail=True`` returns the saturated rows of the table instead.
     """
-    if not (tol >= 0 and math.isfinite(tol)):
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    gates = check_gates({**GATE_DEFAULTS, "saturation_tol": tol, "singleton_fraction": singleton_fraction,
+                         "max_saturated_fraction": max_saturated_fraction})
     _require(df, ["run", estimator_col, "layer", "epoch", "ixt", "ixt_ceiling"], "saturation")
     data = _usable(df.drop(columns=["ity"], errors="ignore")).sort_values("epoch", kind="stable")
-    ceiling = pd.to_numeric(data["ixt_ceiling"], errors="coerce").to_numpy(dtype=float)
-    sat = data["ixt"].to_numpy(dtype=float) >= ceiling - tol
+    def column(name):
+        return pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float) if name in data.columns else None
+
+    sat = saturated_epochs(data["ixt"].to_numpy(dtype=float), column("ixt_ceiling"), column("n_states"),
+                           column("n_samples"), saturation_tol=gates["saturation_tol"],
+                           singleton_fraction=gates["singleton_fraction"])
     if detail:
         return data[sat].reset_index(drop=True)
-    flagged = (data["saturated"].fillna(False).astype(bool).to_numpy() if "saturated" in data.columns
-               else np.zeros(len(data), bool))
-    d = data.assign(_sat=sat, _flag=flagged)
+    d = data.assign(_sat=sat)
     rows = []
     for (run, est, layer), g in d.groupby(["run", estimator_col, "layer"], sort=True):
         s = g["_sat"].to_numpy()
@@ -269,9 +278,8 @@ def saturation(df: pd.DataFrame, tol: float = 0.01, estimator_col: str = "estima
                      "fraction_saturated": float(s.mean()),
                      "first_saturated": float(ep[s][0]) if s.any() else math.nan,
                      "last_saturated": float(ep[s][-1]) if s.any() else math.nan,
-                     "saturated_at_end": bool(s[-1]), "n_flagged": int(g["_flag"].sum())})
+                     "saturated_at_end": bool(s[-1]),
+                     "saturated": bool(s.mean() >= gates["max_saturated_fraction"])})
     return pd.DataFrame(rows, columns=["run", estimator_col, "layer", "n_epochs", "n_saturated",
                                        "fraction_saturated", "first_saturated", "last_saturated",
-                                       "saturated_at_end", "n_flagged"])
-
-
+                                       "saturated_at_end", "saturated"])

@@ -8,9 +8,11 @@ order, that makes a trajectory ``undetermined`` ("" when none); thresholds are t
 * ``"above ceiling"``: the raw (unclipped) I(X;T) exceeds the ceiling log2 N by more than
   ``saturation_tol`` [0.05 bit] in at least ``max_saturated_fraction`` [0.5] of the epochs: the
   estimator is out of its range (kNN in high dimension), its clipped values carry no information.
-* ``"saturated"``: I(X;T) ≥ log2 N − ``saturation_tol`` in at least ``max_saturated_fraction`` of
-  the epochs, or the codes are mostly singletons there (distinct codes ≥ ``singleton_fraction``
-  [0.9] × N): every input has its own code, so no compression can show.
+* ``"saturated"``: at least ``max_saturated_fraction`` of the epochs are saturated
+  (:func:`saturated_epochs`): an epoch is saturated when I(X;T) ≥ log2 N − ``saturation_tol``
+  or its codes are mostly singletons (distinct codes ≥ ``singleton_fraction`` [0.9] × N, N the
+  analysed samples): (nearly) every input has its own code, so no compression can show.  The
+  saturation check (:func:`ibtoolkit.phases.saturation`) counts the same epochs.
 * ``"not fitted"``: the rise of the smoothed I(T;Y), R = max Ĩ(T;Y) − Ĩ(T;Y)_0, is below
   ``min_fit_bits`` [0.05 bit]: there is no fitting phase to place compression against.
 * ``"still rising"``: the smoothed I(X;T) peaks within the last ``rising_window`` [0.25] share of
@@ -25,7 +27,7 @@ import math
 
 import numpy as np
 
-__all__ = ["GATE_DEFAULTS", "REASONS", "gate_reason", "check_gates", "theil_sen_slope"]
+__all__ = ["GATE_DEFAULTS", "REASONS", "gate_reason", "check_gates", "saturated_epochs", "theil_sen_slope"]
 
 GATE_DEFAULTS = {"min_points": 5, "saturation_tol": 0.05, "max_saturated_fraction": 0.5,
                  "singleton_fraction": 0.9, "min_fit_bits": 0.05, "rising_slope": 0.1, "rising_window": 0.25}
@@ -57,6 +59,26 @@ def theil_sen_slope(u: np.ndarray, v: np.ndarray) -> float:
     return float(np.median((v[j] - v[i]) / (u[j] - u[i])))
 
 
+def saturated_epochs(ixt, ceiling=None, n_states=None, n_samples=None, *, saturation_tol: float = 0.05,
+                     singleton_fraction: float = 0.9) -> np.ndarray:
+    """Per epoch, whether the estimate there cannot show compression (module docstring, ``saturated``).
+
+    True where I(X;T) ≥ ``ceiling`` − ``saturation_tol`` (when the ceiling is known) or where the
+    distinct codes ``n_states`` ≥ ``singleton_fraction`` × ``n_samples`` (when both are known).
+    Scalars or per-epoch arrays; NaN values count as not saturated.
+    """
+    ixt = np.asarray(ixt, dtype=float)
+    out = np.zeros(ixt.shape, dtype=bool)
+    if ceiling is not None:
+        ceil = np.asarray(ceiling, dtype=float)
+        out |= np.isfinite(ceil) & (np.nan_to_num(ixt, nan=-np.inf) >= ceil - saturation_tol)
+    if n_states is not None and n_samples is not None:
+        states = np.nan_to_num(np.asarray(n_states, dtype=float), nan=0.0)
+        n = np.asarray(n_samples, dtype=float)
+        out |= np.isfinite(n) & (n > 0) & (states >= singleton_fraction * np.nan_to_num(n))
+    return out
+
+
 def _share(mask) -> float:
     return float(np.mean(mask)) if np.size(mask) else 0.0
 
@@ -74,12 +96,10 @@ def gate_reason(epochs: np.ndarray, ixt: np.ndarray, ixt_smooth: np.ndarray, ity
         raw = np.asarray(ixt_raw, dtype=float)
         if _share(np.nan_to_num(raw, nan=-np.inf) > ceiling + saturation_tol) >= max_saturated_fraction:
             return "above ceiling"
-    if has_ceiling and _share(ixt >= ceiling - saturation_tol) >= max_saturated_fraction:
+    saturated = saturated_epochs(ixt, ceiling, n_states, n_samples, saturation_tol=saturation_tol,
+                                 singleton_fraction=singleton_fraction)
+    if _share(saturated) >= max_saturated_fraction:
         return "saturated"
-    if n_states is not None and n_samples:
-        states = np.asarray(n_states, dtype=float)
-        if _share(np.nan_to_num(states) >= singleton_fraction * n_samples) >= max_saturated_fraction:
-            return "saturated"
     if float(ity_smooth.max() - ity_smooth[0]) < min_fit_bits:
         return "not fitted"
     k = max(3, int(math.ceil(rising_window * n)))
