@@ -1,7 +1,7 @@
 """Packaging for ibtoolkit.
 
 The built-in estimators are declared in the ``ibtoolkit.estimators`` entry-point group, exactly as a
-third-party plugin declares its own (see README, "Writing an estimator plugin").
+third-party plugin declares its own (see docs/estimators.md, "Writing your own estimator").
 """
 from setuptools import find_packages, setup
 

@@ -3,15 +3,16 @@
 Run: ``python -m benchmarks.bench_callback [--epochs 200] [--pairs 9] [--repeats 5] [--block-epochs 400]
 [--block-seeds 3]``
 
-Setup (REPRODUCTION.md, DNN baseline): 12-10-7-5-4-3-2 tanh net, 12-bit dataset (train on the 80 %
+Setup (the DNN baseline of Shwartz-Ziv & Tishby 2017, as in the ``paper`` preset): 12-10-7-5-4-3-2 tanh net, 12-bit dataset (train on the 80 %
 split, batch 512, Adam 4e-4), analysis set = all 4096 inputs, schedule ``"all"`` (every epoch).
 
 First measure, whole fits in adjacent pairs: ``--pairs`` times, a fresh, identically seeded model is fit
 without the callback and, right before or after it (the order alternates), with the default callback;
 the median of the pairs' time ratios is the cost of recording every epoch, one-off costs included.
-Fits next to each other in time see the same host: on this shared virtual machine the speed of a
-fixed numpy workload jumps between two levels about 1.7x apart for seconds at a time, so fits minutes
-apart are not comparable (and even adjacent pairs scatter: the quartiles are printed).  Each setup of REPRODUCTION.md for this network gets its own pairs: the DNN
+Fits next to each other in time see the same host: on a shared virtual machine the speed of a fixed
+numpy workload can jump between levels for seconds at a time, so fits minutes apart are not
+comparable (and even adjacent pairs scatter: the quartiles are printed).  Each published setup of
+this network gets its own pairs: the DNN
 baseline (batch 512), the DNN with batch 256 (Saxe et al.) and the study's BNN (``ste_sign``, ±1
 inputs, batch 256, Adam 1e-3, bit-packed taps), ``setup_*`` rows.  A recorded epoch costs about the
 same time in every setup, so the ratio falls as the epoch gets longer.  Before every timed fit a
@@ -35,14 +36,13 @@ first at every epoch end of a fit (``extraction_call_*_in_fit``) and back to bac
 Every fit pays its own tracing, the callback its taps, extractor and store creation.  Each fit's
 store is deleted after it, and before each timed fit the writes are flushed (``os.sync``) and
 Python's collector runs a full collection, so that no fit pays for an earlier one: with the stores
-of earlier fits kept (6-7 GB of page cache by the end of a run) the store's commit became 5-8x
-slower on this virtual machine (each layer's ``pwrite`` 184 us instead of 25), and a full collection
-of this process (TensorFlow, Keras, every model built so far) takes about 0.2 s and lands in
-whichever fit the allocation counters trip, adding up to 8 % to a 200-epoch fit at random.  A fit's
+of earlier fits kept, the growing page cache slows the store's commits, and a full collection of
+this process (TensorFlow, Keras, every model built so far) lands in whichever fit the allocation
+counters trip (the measured sizes of both effects are in benchmarks/RESULTS.md, not here).  A fit's
 own writes, write-back and collections stay in its time.
 
-Second measure, robust to the machine's drift (on a shared host the plain epoch wanders between 8
-and 12 ms from minute to minute): within one fit of ``--block-epochs`` epochs the callback records
+Second measure, robust to the machine's drift (on a shared host the plain epoch time wanders from
+minute to minute): within one fit of ``--block-epochs`` epochs the callback records
 ten epochs, then skips ten, and so on (an explicit schedule); the ratio of the median epoch while
 recording to the median epoch while not recording is the steady-state cost of recording every
 epoch, paired in time (``blocks_*`` rows): for the DNN baseline with the default callback and with
@@ -50,8 +50,8 @@ background writes, and for the two other setups with the default callback.
 
 The load average is printed before and after; writes ``benchmarks/results/callback.csv``.
 
-Full length, on request (``--full-length-pairs K``, about 3 min per pair; nothing else runs then):
-K adjacent pairs of whole fits of the DNN baseline as REPRODUCTION.md sets it up, 8000 epochs
+Full length, on request (``--full-length-pairs K``, long; nothing else runs then):
+K adjacent pairs of whole fits of the DNN baseline as set up above, 8000 epochs
 (``--full-length-epochs``) with batch 512, without and with the default callback recording every
 epoch (a 3.8 GB store per fit, deleted after it).  One-off costs weigh 40 times less than in the
 200-epoch fits, and each fit spans the host's slow and fast spells instead of falling into one.
@@ -92,7 +92,7 @@ def _model(seed, precision="full", lr=4e-4):
     return model
 
 
-#: The network in the setups of REPRODUCTION.md: name -> (precision, batch size, Adam learning rate).
+#: The network in its published setups: name -> (precision, batch size, Adam learning rate).
 #: Each runs in adjacent pairs without and with the default callback; the diagnostic variants use the first.
 CONFIGS = {
     "dnn_batch512": ("full", 512, 4e-4),     # DNN baseline (Shwartz-Ziv & Tishby), the shortest epoch
@@ -186,7 +186,7 @@ PROBES: list[float] = []  # ms of the host probe before each timed fit
 def _settle():
     """Start every timed fit from the same state: no write-back of earlier fits' stores still pending
     (``os.sync``) and a fresh garbage collector (``gc.collect``); see the module docstring.  Then time
-    the host probe: 40 products of 160 x 160 matrices, about 5 ms, the same work every time."""
+    the host probe: 40 products of 160 x 160 matrices, the same work every time."""
     os.sync()
     gc.collect()
     t0 = time.perf_counter()
@@ -260,7 +260,7 @@ def _median_ms(fn, n):
 
 
 def _split():
-    """The 12-bit task as REPRODUCTION.md splits it: (x_train, y_train, x_all, y_all), analysis set = all."""
+    """The 12-bit task split as in the published setups (80 % train): (x_train, y_train, x_all, y_all), analysis set = all."""
     x_all, y_all = tishby_dataset()
     x_all = x_all.astype(np.float32)
     order = np.random.default_rng(0).permutation(len(x_all))
@@ -410,7 +410,7 @@ def main(argv=None):
           f"4096 inputs every epoch; {os.cpu_count()} CPUs, load average {load_start:.2f} at the start, "
           f"{os.getloadavg()[0]:.2f} at the end; host probe before each fit: median {probe:.1f} ms, "
           f"90th/10th percentile {spread:.2f}")
-    print(f"whole fits in {args.pairs} adjacent pairs per setup (REPRODUCTION.md), without and with the default "
+    print(f"whole fits in {args.pairs} adjacent pairs per published setup, without and with the default "
           f"callback:")
     for config, runs in pairs.items():
         base = statistics.median(runs["without_callback"])

@@ -55,8 +55,8 @@ def all_finite(a: np.ndarray) -> bool:
     """True when no entry of the float array ``a`` is NaN or infinite.
 
     Small arrays: ``np.isfinite(a).all()``.  Large float32/float64 2-D arrays: the row sums
-    :math:`s = a \mathbf 1` by one BLAS matrix-vector product (multi-threaded, about twice as fast
-    as ``isfinite`` at 10 000 x 1024 here).  IEEE arithmetic makes this exact in one direction: a
+    :math:`s = a \mathbf 1` by one BLAS matrix-vector product (multi-threaded, and it allocates no
+    boolean array of the size of ``a``, unlike ``isfinite``).  IEEE arithmetic makes this exact in one direction: a
     NaN entry makes its row sum NaN and an infinite one makes it ±inf or NaN, so finite sums prove
     every entry finite.  Non-finite sums can also come from overflow of huge finite values, so
     that case is decided by ``isfinite`` itself.

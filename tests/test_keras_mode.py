@@ -1,4 +1,4 @@
-"""``import ibtoolkit`` selects Keras 2 for Larq, or fails with a fix when it is too late (issue 2).
+"""``import ibtoolkit`` selects Keras 2 for Larq, or fails with a fix when it is too late.
 
 Each case runs in a fresh interpreter: the Keras mode is per process and the test process has
 already chosen it.  Only ``keras`` (not TensorFlow) is imported where possible, to stay fast.

@@ -1,7 +1,7 @@
 """Tests of the ``ksg`` estimator family against closed forms and numerical integrals.
 
-Tolerances are those of issue 2 (MI within 5 % or 0.05 bits at N = 5000, independence below
-0.05 bits); entropy and the Ross estimate use the same 0.05-bit absolute tolerance.
+Tolerances: MI within 5 % or 0.05 bits at N = 5000, independence below
+0.05 bits; entropy and the Ross estimate use the same 0.05-bit absolute tolerance.
 """
 import math
 

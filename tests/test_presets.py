@@ -1,4 +1,4 @@
-"""Presets: complete, consistent with REPRODUCTION.md, and resolvable by the other modules."""
+"""Presets: complete, consistent with the published setups they cite, and resolvable by the other modules."""
 import pytest
 
 import ibtoolkit  # noqa: F401  (Keras 2 mode)

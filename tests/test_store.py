@@ -108,7 +108,7 @@ def test_iter_chunks_covers_all_epochs_in_order(written):
 
 
 def test_format_is_readable_with_numpy_and_json_alone(written):
-    """The README recipe: manifest + epoch log + one np.fromfile per layer + unpackbits; each line's
+    """The recipe of docs/store.md ("Reading without ibtoolkit"): manifest + epoch log + one np.fromfile per layer + unpackbits; each line's
     CRC-32 is zlib's of the record without it as canonical JSON, and every block's its own."""
     import zlib
 
