@@ -272,3 +272,19 @@ def test_holm_is_capped_at_one_and_monotone_in_the_raw_p_values():
     order = np.argsort(p)
     assert (np.diff(adj[order]) >= 0).all() and adj.max() == 1.0 and (adj >= p).all()
     assert adj[2] == pytest.approx(0.05)
+
+
+def test_permutation_p_value_exact_and_sampled_extremes():
+    """Fully separated groups of 5 + 5 ({100..104} vs {0..4}): |median difference| ≥ 100 needs
+    {102, 103, 104} on one side and {0, 1, 2} on the other, the other 2 of 4 seeds free: 6 splits
+    and their mirrors, p = 12/252 exactly.  Sampled (max_exact below 252): p = (1 + k)/(1 + n_perm),
+    never 0, within its binomial error of 12/252.  Fewer than 2000 random permutations are refused."""
+    a, b = np.arange(5.0) + 100.0, np.arange(5.0)
+    assert ph.permutation_p_value(a, b) == pytest.approx(12 / 252, abs=1e-15)
+    sampled = ph.permutation_p_value(a, b, max_exact=100, n_perm=2000, rng=1)
+    k = sampled * 2001 - 1
+    assert k == pytest.approx(round(k), abs=1e-9) and sampled >= 1 / 2001
+    assert abs(sampled - 12 / 252) < 4 * math.sqrt(12 / 252 * (1 - 12 / 252) / 2000)
+    assert ph.permutation_p_value([5.0], [0.0, 0.1, 0.2, 0.3], max_exact=0, rng=2) >= 1 / 2001
+    with pytest.raises(ValueError, match="at least 2000"):
+        ph.permutation_p_value(a, b, max_exact=100, n_perm=500)
