@@ -6,6 +6,7 @@ I(T;Y) is a logistic in u = log10(epoch + 1) (rise from its value at u = 0 towar
 linear decay to F at u_f, flat after), so e_peak, the compression P − F and the overlap are known too.
 "Within one recorded epoch" means the recovered position is at most one schedule point away.
 """
+import json
 import math
 import warnings
 
@@ -364,3 +365,24 @@ def test_dpi_is_called_a_bound_only_for_exact():
     out = pd.concat([_dpi_frame([[12, 9, 5]]), _dpi_frame([[12, 9, 5]], estimator="kde")], ignore_index=True)
     checks = ph.dpi_violations(out).set_index("estimator")["check"]
     assert checks["exact"] == "DPI bound" and checks["kde"] == "depth monotonicity (not a bound)"
+
+
+def test_binning_copies_exact_exactly_when_it_separates_minus_one_from_plus_one():
+    """Ground truth: on a ±1 layer binning computes exact's numbers iff -1 and +1 fall in different bins.
+    Any bin_size does that (floor(-1/s) = -1, floor(1/s) = 0); a fixed range that puts both into one
+    edge bin, or a single bin, does not."""
+    from ibtoolkit import get_estimator
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, size=(256, 8)).astype(np.float32)
+    t = np.where(x[:, :4] @ rng.normal(size=(4, 3)) > 0, 1.0, -1.0).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    truth = get_estimator("exact").estimate(x, t, y)
+    for params in ({}, {"bin_size": 0.07}, {"bin_size": 3.0}, {"value_range": [0, 1]},
+                   {"value_range": [5, 10]}, {"n_bins": 1}, {"value_range": "data", "n_bins": 2}):
+        est = get_estimator("binning", **params)
+        if params.get("value_range") == "data":
+            est.fit_range(t)
+        r = est.estimate(x, t, y)
+        same = (r.ixt, r.ity) == pytest.approx((truth.ixt, truth.ity), abs=1e-12)
+        assert ph.copies_exact("binning", json.dumps(params), True, 256) == same, params

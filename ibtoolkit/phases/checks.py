@@ -52,12 +52,31 @@ def copies_exact(estimator: str, params, binary: bool, n_samples: int) -> bool:
     if estimator == "exact":
         return not params.get("miller_madow", False)
     if estimator == "binning":
-        size = params.get("bin_size")
-        return not params.get("miller_madow", False) and (size is None or float(size) <= 2.0)
+        return not params.get("miller_madow", False) and _binning_separates_pm1(params)
     if estimator == "kde":
         var = float(params.get("noise_variance", 0.1))
         return n_samples * math.exp(-2.0 / var) < KDE_COPY_TOL
     return False
+
+
+def _binning_separates_pm1(params: dict) -> bool:
+    """Whether binning with ``params`` puts -1 and +1 into different bins (then it is exact on ±1 codes).
+
+    ``bin_size`` s: always (⌊−1/s⌋ = −1 ≠ 0 = ⌊1/s⌋); a fitted ``"data"`` range ([−1, 1] on a layer
+    holding both codes): when n_bins ≥ 2; a fixed range: when the bin indices of −1 and +1 differ.
+    """
+    if params.get("bin_size") is not None:
+        return True
+    n_bins = int(params.get("n_bins", 30))
+    value_range = params.get("value_range", (-1.0, 1.0))
+    if isinstance(value_range, str):
+        return n_bins >= 2
+    lo, hi = (float(v) for v in value_range)
+
+    def index(v: float) -> int:
+        return min(max(math.floor((v - lo) * n_bins / (hi - lo)), 0), n_bins - 1)
+
+    return index(-1.0) != index(1.0)
 
 
 @dataclass
