@@ -264,6 +264,8 @@ def test_saturation_check_and_gate_share_one_definition():
     assert ph.saturation(plane, tol=0.01).loc[lambda d: d.run == "near", "n_saturated"].item() == 0
     with pytest.raises(ValueError, match="singleton_fraction"):
         ph.saturation(plane, singleton_fraction=0.0)
+    with pytest.raises(ValueError, match="tol must be"):
+        ph.saturation(plane, tol=-0.1)
 
 
 def test_holm_is_capped_at_one_and_monotone_in_the_raw_p_values():

@@ -276,6 +276,8 @@ def saturation(df: pd.DataFrame, tol: float = GATE_DEFAULTS["saturation_tol"], e
     ``undetermined`` unless ``above ceiling`` or ``too few points`` fires first).  With
     ``detail=True`` returns the saturated rows of the table instead.
     """
+    if not (isinstance(tol, (int, float, np.number)) and math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0 (bits below the ceiling), got {tol!r}")
     gates = check_gates({**GATE_DEFAULTS, "saturation_tol": tol, "singleton_fraction": singleton_fraction,
                          "max_saturated_fraction": max_saturated_fraction})
     _require(df, ["run", estimator_col, "layer", "epoch", "ixt", "ixt_ceiling"], "saturation")
