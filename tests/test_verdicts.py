@@ -290,3 +290,13 @@ def test_permutation_p_value_exact_and_sampled_extremes():
     assert ph.permutation_p_value([5.0], [0.0, 0.1, 0.2, 0.3], max_exact=0, rng=2) >= 1 / 2001
     with pytest.raises(ValueError, match="at least 2000"):
         ph.permutation_p_value(a, b, max_exact=100, n_perm=500)
+
+
+def test_resampling_settings_that_cannot_work_are_refused_up_front():
+    plane = _groups(3, 3)
+    for kwargs, name in ((dict(n_boot=0), "n_boot"), (dict(n_perm=100), "n_perm"), (dict(max_exact=-1), "max_exact"),
+                         (dict(level=1.5), "level")):
+        with pytest.raises(ValueError, match=name):
+            ph.contrast(plane, **kwargs)
+    with pytest.raises(ValueError, match="n_boot"):
+        ph.bootstrap_interval([1.0, 2.0], [0.0, 1.0], n_boot=0)

@@ -43,6 +43,7 @@ _KEYS = ["dataset", "estimator_label", "layer_index"]
 
 def permutation_p_value(a, b, *, n_perm: int = 2000, max_exact: int = 20000, rng=None) -> float:
     """Two-sided permutation p value of median(a) − median(b) (module docstring)."""
+    _check_resampling(max_exact=max_exact)
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = a.size, b.size
     if na == 0 or nb == 0:
@@ -58,8 +59,7 @@ def permutation_p_value(a, b, *, n_perm: int = 2000, max_exact: int = 20000, rng
         rest = np.nonzero(~mask)[1].reshape(chosen.shape[0], nb)
         d = np.median(pooled[chosen], axis=1) - np.median(pooled[rest], axis=1)
         return float(np.mean(np.abs(d) >= observed - tol))
-    if n_perm < 2000:
-        raise ValueError(f"n_perm must be at least 2000, got {n_perm}")
+    _check_resampling(n_perm=n_perm)
     rng = np.random.default_rng(rng)
     perms = rng.permuted(np.broadcast_to(pooled, (n_perm, n)), axis=1)
     d = np.median(perms[:, :na], axis=1) - np.median(perms[:, na:], axis=1)
@@ -68,6 +68,7 @@ def permutation_p_value(a, b, *, n_perm: int = 2000, max_exact: int = 20000, rng
 
 def bootstrap_interval(a, b, *, n_boot: int = 2000, level: float = 0.95, rng=None) -> tuple[float, float]:
     """Percentile-bootstrap interval of median(a) − median(b), each group resampled on its own."""
+    _check_resampling(n_boot=n_boot, level=level)
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.size == 0 or b.size == 0:
         return math.nan, math.nan
@@ -76,6 +77,21 @@ def bootstrap_interval(a, b, *, n_boot: int = 2000, level: float = 0.95, rng=Non
          - np.median(b[rng.integers(0, b.size, (n_boot, b.size))], axis=1))
     lo, hi = np.percentile(d, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
+
+
+def _check_resampling(*, n_boot=None, level=None, n_perm=None, max_exact=None) -> None:
+    """Refuse resampling settings that cannot work, naming them (ValueError)."""
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if n_boot is not None and not (is_int(n_boot) and n_boot >= 1):
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if level is not None and not (isinstance(level, (int, float, np.number)) and 0.0 < level < 1.0):
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    if n_perm is not None and not (is_int(n_perm) and n_perm >= 2000):
+        raise ValueError(f"n_perm must be an integer of at least 2000, got {n_perm!r}")
+    if max_exact is not None and not (is_int(max_exact) and max_exact >= 0):
+        raise ValueError(f"max_exact must be an integer >= 0, got {max_exact!r}")
 
 
 def holm(p_values) -> np.ndarray:
@@ -142,8 +158,7 @@ def contrast(plane: pd.DataFrame, between: str = "precision", a=None, b=None, *,
         mask_b, name_b = _membership(plane, between, _as_list(b), "b")
     if (mask_a & mask_b).any():
         raise ValueError(f"groups a ({name_a}) and b ({name_b}) share rows; they must be disjoint")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    _check_resampling(n_boot=n_boot, level=level, n_perm=n_perm, max_exact=max_exact)
     sub = plane[mask_a | mask_b].assign(_group=np.where(mask_a[mask_a | mask_b], "a", "b"))
     per = trajectory_phases(sub, by=["dataset", label, "layer_index", "_group"], grid={}, **phase_kwargs)
     if statistic not in per.columns:
