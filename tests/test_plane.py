@@ -362,6 +362,22 @@ def test_data_range_binning_is_fitted_per_layer_over_the_run_and_equal_serial_an
                                   serial[serial["epoch"].isin([0, 1])].reset_index(drop=True))
 
 
+def test_data_range_binning_is_the_same_on_dask(tmp_path):
+    """The fitted range travels to Dask workers too (docs/estimators.md promises serial = joblib = Dask)."""
+    distributed = pytest.importorskip("distributed")
+    from joblib import parallel_config
+
+    directory, _ = write_relu_store(tmp_path / "run-relu-dask")
+    spec = {"name": "binning", "n_bins": 10, "value_range": "data"}
+    serial = information_plane(directory, [spec], progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with parallel_config(backend="dask"), distributed.get_task_stream(client) as stream:
+            on_dask = information_plane(directory, [spec], n_jobs=2, progress=False, chunk=2)
+    assert len(stream.data) > 0                              # the tasks really ran on the Dask workers
+    pd.testing.assert_frame_equal(serial, on_dask)
+
+
 def test_a_fixed_range_that_clips_warns_once_per_layer(tmp_path):
     directory, _ = write_relu_store(tmp_path / "run-clip")
     with pytest.warns(RuntimeWarning, match="clipped values") as caught:
