@@ -115,10 +115,7 @@ def _describe_model(model, taps) -> dict:
         lines = [f"(larq summary unavailable: {type(exc).__name__}: {exc})"]
         model.summary(print_fn=lines.append)
     desc["summary"] = "\n".join(lines)
-    desc["taps"] = [{"name": t.name, "width": t.width, "binary": t.binary, "source": t.source,
-                     "quantizer": None if t.quantizer is None else
-                     getattr(t.quantizer, "name", None) or getattr(t.quantizer, "__name__", repr(t.quantizer))}
-                    for t in taps]
+    desc["taps"] = [t.describe() for t in taps]
     return desc
 
 
