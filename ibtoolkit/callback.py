@@ -14,9 +14,17 @@ epochs already trained (``max(epochs trained by this callback, last stored epoch
 
 Live estimation: with ``estimators=["exact", ...]`` the callback also estimates I(X;T) and I(T;Y)
 (bits) at each recorded epoch and adds ``ib/<layer>/ixt`` and ``ib/<layer>/ity`` (first estimator)
-or ``ib/<estimator>/<layer>/ixt`` (others) to the Keras ``logs``: they reach ``History`` (only at
-recorded epochs, so those lists are shorter than ``loss``) and callbacks placed after this one
-(e.g. ``TensorBoard``).  The values are also stored with the epoch's metrics.
+or ``ib/<estimator>/<layer>/ixt`` (others) to the Keras ``logs``.  The history stays rectangular:
+every such key has a value at *every* epoch, NaN where the epoch was not recorded (or the estimate
+failed), so ``pd.DataFrame(history.history)`` works.  Keras hands one ``logs`` dict to the callbacks
+in order, so callbacks placed *after* this one see the keys: ``History`` (always last) holds one
+value per epoch; ``CSVLogger`` writes one column per key, ``nan`` at unrecorded epochs;
+``TensorBoard`` (which logs every key of ``logs``) receives the NaN too.  Callbacks placed
+before it never see them.  The values are also stored with the epoch's metrics (recorded epochs
+only).  A discrete-only estimator (``exact``) on a layer declared continuous (no quantizer of its
+consumer declares discrete values, see :mod:`ibtoolkit.taps`) is refused once, in
+``on_train_begin``, before the store is touched: a ``ValueError`` naming the layers and ``binning``
+/ ``kde``.
 
 Writing: the extraction runs in ``on_epoch_end`` (the weights change right after), by default as
 one XLA-compiled function (``jit_compile="auto"``).  XLA compiles on a helper thread
@@ -226,6 +234,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._diverged = False
         self._warned = False
         self._last_logs: dict = {}
+        self._history_keys: list[str] = []
         self._writer: BackgroundWriter | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -250,6 +259,8 @@ class IBCallback(tf.keras.callbacks.Callback):
                    "n_classes": n_classes, "label_counts": np.bincount(self.y, minlength=n_classes).tolist()}
         schedule = {"spec": self.schedule if isinstance(self.schedule, str) else np.asarray(self.schedule).tolist(),
                     "n_points": int(self.n_points)}
+        self._check_estimators()
+        self._history_keys = self._live_keys()
         self.store = ActivationStore.create(
             self.directory, inputs=self._x_est, labels=self.y, layers=[(t.name, t.width) for t in self.taps],
             binary=[t.binary for t in self.taps], model=_describe_model(model, self.taps), dataset=dataset,
@@ -284,14 +295,17 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._last_logs = logs if logs is not None else {}
         self._check_writes()
         if self._diverged:
+            self._fill_history(logs)
             return
         metrics = _scalar_metrics(logs)
         bad = [k for k, v in metrics.items() if k.endswith("loss") and not np.isfinite(v)]
         if bad:
             self._diverge(absolute, f"non-finite {', '.join(bad)} at epoch {absolute}")
+            self._fill_history(logs)
             return
         if absolute in self._to_record:
             self._record(absolute, logs, metrics)
+        self._fill_history(logs)
 
     def on_train_end(self, logs=None):
         if self.store is None:
@@ -392,6 +406,29 @@ class IBCallback(tf.keras.callbacks.Callback):
             logs.update(live)  # the same dict reaches History and later callbacks
         self._write(self.store.append, epoch, acts, metrics=metrics)
         self._stored_last = epoch
+
+    def _check_estimators(self) -> None:
+        """Refuse, once and before anything is written, a live estimator on a layer it cannot measure
+        by that layer's declaration (:meth:`ibtoolkit.Estimator.refusal`)."""
+        reasons = [reason for est in self.estimators for tap in self.taps
+                   if (reason := est.refusal(tap.name, tap.discrete))]
+        if reasons:
+            raise ValueError("IBCallback: " + "; ".join(reasons) + " (or drop the estimator from estimators=[...])")
+
+    def _live_keys(self) -> list[str]:
+        """Every ``ib/...`` key of the live estimates, in the order they are added to ``logs``."""
+        keys = []
+        for i, name in enumerate(self._estimator_names):
+            prefix = "ib" if i == 0 else f"ib/{name}"
+            keys += [f"{prefix}/{tap.name}/{axis}" for tap in self.taps for axis in ("ixt", "ity")]
+        return keys
+
+    def _fill_history(self, logs) -> None:
+        """NaN for every live key this epoch did not estimate: History, CSVLogger and TensorBoard see a
+        rectangular table."""
+        if logs is not None:
+            for key in self._history_keys:
+                logs.setdefault(key, float("nan"))
 
     def _estimate(self, epoch: int, acts) -> dict[str, float]:
         out = {}

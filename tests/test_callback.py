@@ -175,15 +175,64 @@ def test_live_mi_in_history_equals_offline_estimates(tmp_path):
     exact = get_estimator("exact")
     for layer in HIDDEN:
         offline = [exact.estimate(store.inputs, store.read_epoch(layer, e), store.labels) for e in (1, 3)]
-        np.testing.assert_allclose(hist.history[f"ib/{layer}/ixt"], [r.ixt for r in offline], rtol=1e-12)
-        np.testing.assert_allclose(hist.history[f"ib/{layer}/ity"], [r.ity for r in offline], rtol=1e-12)
-        np.testing.assert_array_equal(hist.history[f"ib/width_toy/{layer}/ixt"], [store.widths[layer]] * 2)
+        # rectangular history: one value per epoch (1, 2, 3), NaN at the unrecorded epoch 2
+        ixt, ity = (np.asarray(hist.history[f"ib/{layer}/{a}"]) for a in ("ixt", "ity"))
+        assert len(ixt) == len(ity) == len(hist.history["loss"]) == 3 and np.isnan(ixt[1]) and np.isnan(ity[1])
+        np.testing.assert_allclose(ixt[[0, 2]], [r.ixt for r in offline], rtol=1e-12)
+        np.testing.assert_allclose(ity[[0, 2]], [r.ity for r in offline], rtol=1e-12)
+        np.testing.assert_array_equal(hist.history[f"ib/width_toy/{layer}/ixt"],
+                                      [store.widths[layer], np.nan, store.widths[layer]])
         epoch0 = exact.estimate(store.inputs, store.read_epoch(layer, 0), store.labels)
         assert store.metrics[0][f"ib/{layer}/ixt"] == pytest.approx(epoch0.ixt, rel=1e-12)
         assert store.metrics[3][f"ib/{layer}/ixt"] == pytest.approx(offline[1].ixt, rel=1e-12)
     # ceilings: I(X;T) <= min(width, log2 N) and I(T;Y) <= H(Y) <= 1 bit
     assert hist.history["ib/hidden_5/ixt"][-1] <= 3 + 1e-9
-    assert all(0 <= v <= 1 + 1e-9 for v in hist.history["ib/hidden_1/ity"])
+    assert all(0 <= v <= 1 + 1e-9 for v in np.asarray(hist.history["ib/hidden_1/ity"])[[0, 2]])
+
+
+class _KeysSeen(tf.keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(sorted(k for k in logs if k.startswith("ib/")))
+
+
+def test_history_csvlogger_and_later_callbacks_stay_rectangular(tmp_path):
+    import pandas as pd
+
+    x, y = _data(128, seed=2)
+    model = _compiled(seed=1)  # tanh net: continuous taps, a continuous estimator
+    cb = IBCallback(x, y, tmp_path / "s", schedule=[2, 5], estimators=[{"name": "binning", "n_bins": 10}])
+    csv = tmp_path / "log.csv"
+    hist = model.fit(x, y, epochs=6, batch_size=64, verbose=0,
+                     callbacks=[cb, tf.keras.callbacks.CSVLogger(str(csv)), later := _KeysSeen()])
+    frame = pd.DataFrame(hist.history)  # raised before: 2 ib values for 6 losses
+    store = open_store(tmp_path / "s")
+    keys = [f"ib/{layer}/{a}" for layer in HIDDEN for a in ("ixt", "ity")]
+    assert frame.shape[0] == 6 and set(keys) <= set(frame.columns)
+    recorded = frame[keys].notna().all(axis=1).to_numpy()
+    np.testing.assert_array_equal(recorded, [False, True, False, False, True, False])  # epochs 2 and 5
+    assert frame[keys].isna().sum().sum() == 4 * len(keys)
+    for epoch in (2, 5):
+        assert frame.loc[epoch - 1, "ib/hidden_3/ixt"] == store.metrics[epoch]["ib/hidden_3/ixt"]
+    logged = pd.read_csv(csv)
+    assert len(logged) == 6
+    np.testing.assert_array_equal(logged["ib/hidden_1/ixt"].to_numpy(), frame["ib/hidden_1/ixt"].to_numpy())
+    # a callback placed after (as TensorBoard would be: it logs every key of logs) saw every key each epoch
+    assert later.seen == [sorted(keys)] * 6
+
+
+def test_live_exact_on_a_continuous_net_is_refused_once_before_training(tmp_path):
+    x, y = _data(64)
+    model = _compiled(seed=0)  # tanh: no layer declares discrete values
+    cb = IBCallback(x, y, tmp_path / "s", estimators=["exact"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning per layer and epoch any more
+        with pytest.raises(ValueError, match=r"'exact' measures discrete codes only.*'hidden_1'.*'binning' or 'kde'"):
+            model.fit(x, y, epochs=2, verbose=0, callbacks=[cb])
+    assert not (tmp_path / "s" / "manifest.json").exists()  # refused before the store was touched
 
 
 class _Poison(tf.keras.callbacks.Callback):
