@@ -198,8 +198,20 @@ def _check_writable(out: pathlib.Path) -> None:
             probe.write(b"\0" * (1 << 20))  # a full disk still lets one create an empty file
             probe.flush()
     except OSError as exc:
-        raise ValueError(f"--out {out} is not writable ({exc.strerror or exc}); choose a writable "
+        raise ValueError(f"--out {out} is not writable ({_why_not_writable(out, exc)}); choose a writable "
                          f"directory with --out") from None
+
+
+def _why_not_writable(out: pathlib.Path, exc: OSError) -> str:
+    """Say which directory refused: mkdir on a pseudo file system such as /proc fails with ENOENT
+    ("No such file or directory") although the parent exists."""
+    parent = next((p for p in [out, *out.absolute().parents] if p.exists()), None)
+    if parent is None or parent == out:
+        return exc.strerror or str(exc)
+    if not parent.is_dir():
+        return f"{parent} is a file, not a directory"
+    return (f"cannot create directories in {parent}: {exc.strerror or exc}; it is not a writable directory "
+            f"on a regular file system")
 
 
 def _configure(args, parser) -> tuple[dict, pathlib.Path]:

@@ -179,6 +179,14 @@ def test_unwritable_out_exits_2(tmp_path, capsys):
     assert "is not writable" in capsys.readouterr().err
 
 
+def test_out_on_a_pseudo_file_system_names_the_directory_that_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--preset", "tiny", "--out", "/proc/foo"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out /proc/foo is not writable (cannot create directories in /proc" in err
+
+
 def test_list_estimators_in_a_real_subprocess():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, "-m", "experiments.run", "--list-estimators", "--plugin", PLUGIN],
