@@ -63,7 +63,8 @@ import tensorflow as tf  # noqa: E402
 
 from .registry import get_estimator  # noqa: E402
 from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
-from .store import DTYPES, ActivationStore, BackgroundWriter, run_metadata  # noqa: E402
+from .store import DTYPES, ActivationStore, BackgroundWriter, StoreError, open_store, run_metadata  # noqa: E402
+from .fingerprint import WeightFingerprint  # noqa: E402
 from .taps import check_jit_compile, make_extractor, representation_taps  # noqa: E402
 from .validation import all_finite, as_labels, require_finite  # noqa: E402
 
@@ -83,6 +84,14 @@ def default_directory(model_name: str, root="ib_runs") -> Path:
         k += 1
         path = base.with_name(f"{base.name}-{k}")
     return path
+
+
+def _sibling(directory: Path) -> Path:
+    """The first free ``<directory>-2``, ``-3``...: where a new run goes beside a store."""
+    k = 2
+    while directory.with_name(f"{directory.name}-{k}").exists():
+        k += 1
+    return directory.with_name(f"{directory.name}-{k}")
 
 
 def _analysis_labels(y, n: int) -> np.ndarray:
@@ -236,6 +245,9 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._last_logs: dict = {}
         self._history_keys: list[str] = []
         self._writer: BackgroundWriter | None = None
+        self._fingerprint = None
+        self._retrain_to = None
+        self._retrain_states: dict = {}
 
     # ------------------------------------------------------------------ lifecycle
     def on_train_begin(self, logs=None):
@@ -247,6 +259,7 @@ class IBCallback(tf.keras.callbacks.Callback):
             self._extractor = make_extractor(model, self.taps, self.batch_size, self.jit_compile)
             self._prepared = self._extractor.prepare(self.x)
             self._model_id = id(model)
+            self._fingerprint = WeightFingerprint(model)
             if self._extractor.jit_compiled is None:  # XLA compiles beside Keras' tracing of epoch 1
                 self._extractor.trace(True)  # Keras layers are traced on this thread only
                 compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="IBCallback-xla")
@@ -261,6 +274,7 @@ class IBCallback(tf.keras.callbacks.Callback):
                     "n_points": int(self.n_points)}
         self._check_estimators()
         self._history_keys = self._live_keys()
+        continued = self._continued_epoch()  # before the store is opened for writing: a refusal changes nothing
         self.store = ActivationStore.create(
             self.directory, inputs=self._x_est, labels=self.y, layers=[(t.name, t.width) for t in self.taps],
             binary=[t.binary for t in self.taps], model=_describe_model(model, self.taps), dataset=dataset,
@@ -270,7 +284,8 @@ class IBCallback(tf.keras.callbacks.Callback):
             self._writer = BackgroundWriter(max_pending=2, name="IBCallback-writer")
         epochs = self.store.epochs
         self._stored_last = int(epochs[-1]) if len(epochs) else None
-        self._start = max(self._trained, self._stored_last or 0)
+        self._start = max(self._trained, self._stored_last or 0) if continued is None else continued
+        self._retrain_to = self._note_retraining(continued)
         self._offset = None  # known at the first on_epoch_begin (Keras does not tell initial_epoch earlier)
         self._to_record = set()
         self._end = None
@@ -305,6 +320,8 @@ class IBCallback(tf.keras.callbacks.Callback):
             return
         if absolute in self._to_record:
             self._record(absolute, logs, metrics)
+        elif absolute == self._retrain_to:
+            self._check_retrained(absolute)
         self._fill_history(logs)
 
     def on_train_end(self, logs=None):
@@ -317,8 +334,12 @@ class IBCallback(tf.keras.callbacks.Callback):
                 if (isinstance(self.schedule, str) and self._stored_last is not None
                         and self._trained > self._stored_last):
                     self._record(self._trained, self._last_logs)  # stopped early: the final state, as planned
+                elif self._stored_last is not None and self._trained > self._stored_last:
+                    self._write(self.store.add_event, "trained", f"fit ended after epoch {self._trained} "
+                                f"(not a recorded epoch)", self._trained, weights=self._fingerprint())
                 if not self._diverged:
-                    done = self._end is not None and self._trained >= self._end
+                    done = (self._end is not None and self._trained >= self._end
+                            and self._trained >= (self._stored_last or 0))  # a retraining behind the store is not
                     self._write(self.store.set_status, "complete" if done else "interrupted")
             self._check_writes(wait=True)
             self._wait_compile()  # jit_compile=True and XLA failed: say so even if no epoch needed it
@@ -369,7 +390,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         else:
             wanted = np.asarray(self.schedule)
             planned = epoch_schedule(self.schedule, max(end, int(wanted.max())), self.n_points)
-        return {int(e) for e in planned if current < e <= end}
+        after = self._stored_last if self._stored_last is not None else -1  # retrained epochs are not re-recorded
+        return {int(e) for e in planned if current < e <= end and e > after}
 
     def _extract(self, initial: bool) -> dict[str, np.ndarray]:
         """All taps now, as read-only views (no copy; the store only reads them).  While XLA still
@@ -404,8 +426,67 @@ class IBCallback(tf.keras.callbacks.Callback):
         metrics.update(live)
         if logs is not None and live:
             logs.update(live)  # the same dict reaches History and later callbacks
-        self._write(self.store.append, epoch, acts, metrics=metrics)
+        self._write(self.store.append, epoch, acts, metrics=metrics, weights=self._fingerprint())
         self._stored_last = epoch
+
+    # ------------------------------------------------------------------ continuing a store
+    @property
+    def last_committed(self) -> int | None:
+        """The last epoch committed to the store (pending background writes waited for), or None."""
+        self._check_writes(wait=True)
+        return self._stored_last
+
+    @property
+    def trained_epochs(self) -> int:
+        """Epochs the model has completed, in the store's numbering."""
+        return self._trained
+
+    def _continued_epoch(self) -> int | None:
+        """The store epoch whose weights the model has now, when continuing an existing store with
+        recorded weight states; None for a new or empty store (or one recorded before fingerprints).
+
+        A model whose weights are none of the store's states (a fresh model, another run) is refused
+        with :class:`StoreError` naming the store and a sibling store for a new run."""
+        try:
+            existing = open_store(self.directory)
+        except StoreError:
+            return None  # no store yet, or one that ActivationStore.create reports on
+        states = existing.weight_states
+        if existing.last_epoch is None or not states:
+            return None
+        now = self._fingerprint()
+        matching = [epoch for epoch, fingerprints in states.items() if now in fingerprints]
+        if matching:
+            return max(matching)
+        raise StoreError(
+            f"{self.directory}: the model's weights are not those of any epoch this store recorded (its last "
+            f"committed epoch is {existing.last_epoch}): it holds another run, and a store holds one run. "
+            f"Start a new run in a sibling store, e.g. IBCallback(..., directory={str(_sibling(self.directory))!r}); "
+            f"to continue this run, restore the model's weights and optimizer state of its last epoch first. "
+            f"Nothing in the store was changed")
+
+    def _note_retraining(self, continued: int | None) -> int | None:
+        """When the model continues from an epoch before the store's last, say in the store that the
+        epochs after it are trained again (and not recorded twice); return the last of them."""
+        last = self._stored_last
+        if continued is None or last is None or continued >= last:
+            return None
+        message = (f"the model continues from the weights of epoch {continued}: epochs {continued + 1}..{last} are "
+                   f"trained again (the store keeps their first recording) and recording resumes at epoch {last + 1}")
+        self._write(self.store.add_event, "retrained", message, continued)
+        warnings.warn(f"IBCallback: {self.directory}: {message}", RuntimeWarning, stacklevel=3)
+        self._retrain_states = self.store.weight_states
+        return last
+
+    def _check_retrained(self, epoch: int) -> None:
+        """At the store's last epoch of a retraining: did it reproduce the recorded weights?"""
+        now, then = self._fingerprint(), (self._retrain_states.get(epoch) or [None])[0]
+        if now == then:
+            message = f"retraining reproduced the recorded weights of epoch {epoch} exactly ({now})"
+        else:
+            message = (f"retraining reached other weights at epoch {epoch} ({now}) than the recorded run ({then}); "
+                       f"epochs after {epoch} continue the retrained weights")
+        self._write(self.store.add_event, "retrained_check", message, epoch, weights=now)
 
     def _check_estimators(self) -> None:
         """Refuse, once and before anything is written, a live estimator on a layer it cannot measure

@@ -340,7 +340,9 @@ def test_sigkill_mid_run_leaves_a_readable_store_that_resumes(tmp_path):
     epochs = store.epochs
     assert len(epochs) >= 8
     np.testing.assert_array_equal(epochs, np.arange(len(epochs)))  # schedule "all": no gap, no torn epoch
-    assert store.status == "running"
+    # the manifest still says running (the writer could not change it), but no process holds the lock:
+    # the status is derived on read as interrupted
+    assert store.manifest["status"] == "running" and store.status == "interrupted"
     for layer in store.layers:
         stacked = store.read(layer)
         assert stacked.shape == (len(epochs), 256, store.widths[layer])
@@ -349,12 +351,83 @@ def test_sigkill_mid_run_leaves_a_readable_store_that_resumes(tmp_path):
             np.testing.assert_array_equal(store.read_epoch(layer, int(e)), stacked[k])
 
     x, y = child.make_data()
-    model = child.build_model()
-    model.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[IBCallback(x, y, directory, schedule="all")])
-    resumed = open_store(directory)
     last = int(epochs[-1])
+    before = (directory / "manifest.json").read_bytes(), (directory / "epochs.jsonl").read_bytes()
+    other = child.build_model(seed=1)  # another model on the killed run's store: refused, nothing changed
+    with pytest.raises(StoreError, match=r"not those of any epoch this store recorded.*sibling store.*crash-2"):
+        other.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[IBCallback(x, y, directory, schedule="all")])
+    assert ((directory / "manifest.json").read_bytes(), (directory / "epochs.jsonl").read_bytes()) == before
+    # the same seeded model is the state of epoch 0: it continues from there, trains the recorded epochs
+    # again without recording them twice, says so in the store, and records from last + 1 on
+    model = child.build_model()
+    with pytest.warns(RuntimeWarning, match=rf"epochs 1..{last} are trained again"):
+        model.fit(x, y, epochs=last + 2, batch_size=128, verbose=0,
+                  callbacks=[IBCallback(x, y, directory, schedule="all")])
+    resumed = open_store(directory)
     np.testing.assert_array_equal(resumed.epochs, np.append(epochs, [last + 1, last + 2]))
     assert resumed.status == "complete"
+    kinds = [e["kind"] for e in resumed.events]
+    assert "retrained" in kinds and "retrained_check" in kinds
+    retrained = next(e for e in resumed.events if e["kind"] == "retrained")
+    assert retrained["epoch"] == 0 and f"recording resumes at epoch {last + 1}" in retrained["message"]
+
+
+def test_a_fresh_model_on_an_existing_store_is_refused_and_nothing_is_lost(tmp_path):
+    x, y = _data(128, seed=4)
+    _compiled(seed=0).fit(x, y, epochs=3, batch_size=64, verbose=0,
+                          callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all")])
+    files = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
+    fresh = _compiled(seed=7)  # another initialisation: it does not continue epoch 3
+    with pytest.raises(StoreError) as err:
+        fresh.fit(x, y, epochs=2, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "r")])
+    message = str(err.value)
+    assert str(tmp_path / "r") in message and str(tmp_path / "r-2") in message and "one run" in message
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()} == files
+    assert open_store(tmp_path / "r").status == "complete"
+    # the suggested sibling store takes the new run
+    fresh.fit(x, y, epochs=1, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "r-2")])
+    assert open_store(tmp_path / "r-2").epochs.tolist() == [0, 1]
+
+
+def test_a_fit_ending_between_recorded_epochs_is_continued_at_the_right_epoch(tmp_path):
+    """An explicit schedule records [0, 2]; fit ran 4 epochs: the store keeps the weights of epoch 4
+    (event ``trained``), so a new callback numbers the next epochs 5, 6 (before: 3, 4, mislabelled)."""
+    x, y = _data(128, seed=4)
+    model = _compiled(seed=0)
+    model.fit(x, y, epochs=4, batch_size=64, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "r", schedule=[0, 2])])
+    store = open_store(tmp_path / "r")
+    assert store.epochs.tolist() == [0, 2] and sorted(store.weight_states) == [0, 2, 4]
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all")])
+    store = open_store(tmp_path / "r")
+    assert store.epochs.tolist() == [0, 2, 5, 6]
+    from ibtoolkit.fingerprint import weight_fingerprint
+
+    assert store.weight_states[6] == [weight_fingerprint(model)]
+
+
+def test_continuing_from_an_older_committed_state_retrains_and_records_it(tmp_path):
+    x, y = _data(128, seed=4)
+    model = _compiled(seed=0)
+    saved = {}
+
+    class Keep(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            saved[epoch + 1] = self.model.get_weights()
+
+    model.fit(x, y, epochs=5, batch_size=64, verbose=0,
+              callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all"), Keep()])
+    model.set_weights(saved[2])  # as from a checkpoint of epoch 2, older than the last committed epoch 5
+    with pytest.warns(RuntimeWarning, match=r"epochs 3..5 are trained again"):
+        model.fit(x, y, epochs=5, initial_epoch=2, batch_size=64, verbose=0,
+                  callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all")])
+    store = open_store(tmp_path / "r")
+    assert store.epochs.tolist() == [0, 1, 2, 3, 4, 5]  # no gap, nothing recorded twice
+    assert store.status == "complete"
+    events = {e["kind"]: e for e in store.events}
+    assert events["retrained"]["epoch"] == 2 and events["retrained_check"]["epoch"] == 5
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0,  # the retrained weights of 5 are a known state
+              callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all")])
+    assert open_store(tmp_path / "r").epochs.tolist() == [0, 1, 2, 3, 4, 5, 6]
 
 
 class _Boom(tf.keras.callbacks.Callback):
