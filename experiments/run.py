@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-estimators", action="store_true", help="list the registered estimators and exit")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--resume", action="store_true",
-                   help="skip runs whose store is complete and estimates already computed")
+                   help="skip runs whose store is complete and estimates already computed; continue a killed "
+                        "run from its checkpoint (weights, optimizer state, epoch; see experiments.resume), "
+                        "never deleting a store")
     p.add_argument("--jobs", type=int, default=1,
                    help="parallel workers (-1: all cores): training runs and estimation jobs run on a joblib "
                         "process pool (one TensorFlow thread each); a single store is estimated in parallel "

@@ -364,3 +364,43 @@ def test_two_parameter_sets_of_one_estimator_are_told_apart_everywhere(tiny_run,
     from experiments.run import parse_cli_estimators
 
     assert parse_cli_estimators(["binning(n_bins=10)"]) == [{"name": "binning", "n_bins": 10}]
+
+
+# -- --resume continues a killed training run ----------------------------------------------------
+def test_resume_continues_a_killed_run_from_its_checkpoint_like_an_uninterrupted_run(tmp_path):
+    """Killed (SIGKILL) right after epoch 14 with its checkpoint at epoch 9: --resume restores weights,
+    optimizer state and epoch from the checkpoint, trains epochs 10..14 again (recorded as such, not
+    twice), records 15..20, and ends where an uninterrupted run ends: the same weights."""
+    from experiments import presets
+    from experiments.training import expand_runs, train_run
+    from ibtoolkit import open_store
+
+    preset = presets.get_preset("tiny")
+    preset["models"] = [m for m in preset["models"] if m["precision"] == "binary"]
+    preset["models"][0]["epochs"] = 20
+    (cfg,) = expand_runs(preset)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pathlib.Path(__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    child = pathlib.Path(__file__).parent / "_resume_child.py"
+    proc = subprocess.run([sys.executable, str(child), str(tmp_path / "killed"), json.dumps(cfg), "9", "14"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    directory = tmp_path / "killed" / "runs" / cfg["run_id"]
+    killed = open_store(directory)
+    assert killed.status == "interrupted" and killed.epochs.tolist() == list(range(15))
+    assert json.loads((tmp_path / "killed" / "checkpoints" / cfg["run_id"] / "state.json").read_text())["epoch"] == 9
+
+    with pytest.warns(RuntimeWarning, match="epochs 10..14 are trained again"):
+        train_run(cfg, tmp_path / "killed", resume=True)
+    resumed = open_store(directory)
+    assert resumed.status == "complete" and resumed.epochs.tolist() == list(range(21))  # no gap, no repeat
+    retrained = [e for e in resumed.events if e["kind"] == "retrained"]
+    assert len(retrained) == 1 and retrained[0]["epoch"] == 9 and "epochs 10..14 are trained again" in \
+        retrained[0]["message"]
+    check = next(e for e in resumed.events if e["kind"] == "retrained_check")
+    assert "reproduced the recorded weights of epoch 14 exactly" in check["message"]
+
+    reference = open_store(train_run(cfg, tmp_path / "straight", resume=False))
+    assert reference.weight_states[20] == resumed.weight_states[20]  # bitwise the same final weights
+    for layer in reference.layers:
+        np.testing.assert_array_equal(resumed.read(layer), reference.read(layer))
