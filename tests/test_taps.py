@@ -132,3 +132,21 @@ def test_declared_levels_come_from_the_quantizer_not_the_data():
     assert set(np.unique(codes)) <= {0.0, 1 / 3, 2 / 3, 1.0} or np.allclose(
         np.unique(codes) * 3, np.round(np.unique(codes) * 3), atol=1e-6)
     assert tap.describe()["levels"] == 4
+
+
+def test_stored_codes_of_a_larq_convnet_are_what_its_consumers_compute(tmp_path):
+    from ibtoolkit import IBCallback, open_store
+
+    model = _larq_convnet("max")
+    x = _images(96, seed=7)
+    y = np.arange(96) % 10
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "s", schedule="all")])
+    store = open_store(tmp_path / "s")
+    assert store.widths == {"conv": 256, "dense": 32} and store.binary == {"conv": True, "dense": True}
+    codes, dense_codes = store.read_epoch("conv", 2), store.read_epoch("dense", 2)
+    fed, dense_out, bn2 = _outputs(model, ["flat", "dense", "bn2"], x)
+    np.testing.assert_array_equal(codes, _sign(fed))
+    np.testing.assert_allclose(codes @ _sign(model.get_layer("dense").get_weights()[0]), dense_out, atol=1e-4)
+    np.testing.assert_array_equal(dense_codes, _sign(bn2))
+    taps = {t["name"]: t for t in store.manifest["model"]["taps"]}
+    assert taps["conv"]["source"] == "flat" and taps["conv"]["levels"] == 2 and taps["conv"]["rule"] == "consumer"
