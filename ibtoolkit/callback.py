@@ -9,8 +9,10 @@ schedule (:mod:`ibtoolkit.schedules`), so that I(X;T) and I(T;Y) can be estimate
 Epoch numbering (the store's): epoch k is the network after k completed training epochs; Keras'
 ``on_epoch_end(epoch=i)`` records epoch ``i + 1 + offset``.  The offset continues a run: a second
 ``fit`` on the same callback, or a new callback on an existing store directory, continues after the
-epochs already trained (``max(epochs trained by this callback, last stored epoch)``), unless
-``initial_epoch`` already says so (then ``offset = max(0, start - initial_epoch)``).
+epoch whose weights the model has (``start``: the store's recorded state equal to the model's weights,
+see "Continuing a store"; ``max(epochs trained by this callback, last stored epoch)`` for a store
+without fingerprints), unless ``initial_epoch`` already says so (then ``offset = max(0, start -
+initial_epoch)``).
 
 Live estimation: with ``estimators=["exact", ...]`` the callback also estimates I(X;T) and I(T;Y)
 (bits) at each recorded epoch and adds ``ib/<layer>/ixt`` and ``ib/<layer>/ity`` (first estimator)
@@ -41,6 +43,19 @@ writer is raised in the training thread at the next epoch or at the end of ``fit
 otherwise the writer thread's CPU and GIL traffic cost training more than the commit itself
 (``benchmarks/bench_callback.py`` compares both), so it is off by default.
 
+Continuing a store: every commit records the fingerprint of the model's weights
+(:mod:`ibtoolkit.fingerprint`; the extraction graph copies the weights in the same call), and a
+``fit`` that ends between recorded epochs leaves an event ``trained`` with the final weights'
+fingerprint.  A callback on an existing store compares the model's weights with these states in
+``on_train_begin``, before the store is opened for writing: a model whose weights are none of them
+(a fresh model, another run) is refused with a :class:`~ibtoolkit.StoreError` that names the store
+and a free sibling directory for a new run (one run per store), and nothing is written.  A model at
+one of them continues after that state's epoch; an older state than the last committed epoch (a
+checkpoint) trains the later epochs again without recording them twice, and the store records it
+(events ``retrained`` and, at the last committed epoch, ``retrained_check``: whether the retraining
+reproduced the recorded weights).  Stores recorded without fingerprints continue after their last
+epoch, as before.
+
 Divergence (non-finite loss or activations): an event ``diverged`` is recorded, the status
 set to ``diverged``, one warning issued, and nothing more is recorded; earlier epochs are kept and
 no NaN array is written.
@@ -64,7 +79,7 @@ import tensorflow as tf  # noqa: E402
 from .registry import get_estimator  # noqa: E402
 from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
 from .store import DTYPES, ActivationStore, BackgroundWriter, StoreError, open_store, run_metadata  # noqa: E402
-from .fingerprint import WeightFingerprint  # noqa: E402
+from .fingerprint import WeightFingerprint, fingerprint_values  # noqa: E402
 from .taps import check_jit_compile, make_extractor, representation_taps  # noqa: E402
 from .validation import all_finite, as_labels, require_finite  # noqa: E402
 
@@ -139,6 +154,11 @@ def _describe_model(model, taps) -> dict:
 class IBCallback(tf.keras.callbacks.Callback):
     """Record every hidden representation of a model on an analysis set while it trains.
 
+    Every commit carries the fingerprint of the model's weights (:mod:`ibtoolkit.fingerprint`), copied
+    by the extraction graph itself; a callback on an existing store continues it only with a model
+    whose weights are one of the store's recorded states, refusing any other before anything is
+    written (module docstring, "Continuing a store").
+
     Parameters
     ----------
     x, y : arrays
@@ -180,6 +200,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         ``variant`` and ``seed`` into every row.  Continuing a store that holds a different run dict
         raises :class:`ibtoolkit.store.StoreError` in ``on_train_begin``.
     """
+
+    _fingerprint_commits = True  # benchmarks switch it off to measure the fingerprint's cost
 
     def __init__(self, x, y, directory=None, schedule="log", n_points: int = DEFAULT_N_POINTS, layers=None,
                  estimators=None, dataset=None, batch_size: int = 4096, dtype: str = "float32", verbose: int = 0,
@@ -256,7 +278,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         model = self.model
         if self._extractor is None or self._model_id != id(model):
             self.taps = representation_taps(model, self.layers)
-            self._extractor = make_extractor(model, self.taps, self.batch_size, self.jit_compile)
+            self._extractor = make_extractor(model, self.taps, self.batch_size, self.jit_compile,
+                                             model.weights if self._fingerprint_commits else None)
             self._prepared = self._extractor.prepare(self.x)
             self._model_id = id(model)
             self._fingerprint = WeightFingerprint(model)
@@ -426,7 +449,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         metrics.update(live)
         if logs is not None and live:
             logs.update(live)  # the same dict reaches History and later callbacks
-        self._write(self.store.append, epoch, acts, metrics=metrics, weights=self._fingerprint())
+        weights = None if self._extractor.weights is None else fingerprint_values(self._extractor.weights)
+        self._write(self.store.append, epoch, acts, metrics=metrics, weights=weights)
         self._stored_last = epoch
 
     # ------------------------------------------------------------------ continuing a store

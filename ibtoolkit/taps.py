@@ -357,7 +357,7 @@ class Extractor:
     beside Keras' own tracing of the first epoch, so only the XLA graph is ever traced.
     """
 
-    def __init__(self, model, taps: Sequence[Tap], batch_size: int = 4096, jit_compile="auto"):
+    def __init__(self, model, taps: Sequence[Tap], batch_size: int = 4096, jit_compile="auto", weights=None):
         import tensorflow as tf
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -368,6 +368,7 @@ class Extractor:
             raise ValueError("make_extractor needs at least one tap")
         self.taps = taps
         self.names = [t.name for t in taps]
+        self.weights: np.ndarray | None = None  # with weights=[...]: their values at the last call
         self.widths = {t.name: t.width for t in taps}
         self.batch_size = int(batch_size)
         self.jit_compile = jit_compile
@@ -383,8 +384,9 @@ class Extractor:
             if not isinstance(outs, (list, tuple)):
                 outs = [outs]
             # reshape only what is not already (N, width): every graph op adds a fixed cost per call
-            return [tf.cast(o if o.shape.rank == 2 and o.shape[1] == w else tf.reshape(o, (tf.shape(x)[0], w)),
-                            tf.float32) for o, w in zip(outs, self.widths.values())]
+            taps_out = [tf.cast(o if o.shape.rank == 2 and o.shape[1] == w else tf.reshape(o, (tf.shape(x)[0], w)),
+                                tf.float32) for o, w in zip(outs, self.widths.values())]
+            return taps_out + self._weights_out(weights)
 
         self._eager = run  # the same computation, op by op: no trace (see views)
 
@@ -394,6 +396,16 @@ class Extractor:
         self._graphs: dict = {}  # xla flag -> the concrete function of its one trace (see trace)
         self._entries: dict = {}  # xla flag -> how calls run that trace (see _flat_entry)
         self._compiled_shapes: set = set()  # batch shapes XLA has compiled (a failure shows on the first call)
+
+    @staticmethod
+    def _weights_out(weights) -> list:
+        """All ``weights`` as one flat float32 tensor (an extra output, for the weights' fingerprint:
+        the same bytes as concatenating ``v.numpy()``; nearly free inside the extraction's graph)."""
+        import tensorflow as tf
+
+        if not weights:
+            return []
+        return [tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in weights], axis=0)]
 
     def prepare(self, x) -> list:
         """Convert ``x`` (N, ...) to a list of batch tensors, checked against the model's input shape."""
@@ -492,6 +504,7 @@ class Extractor:
         batches = x if isinstance(x, list) else self.prepare(x)
         if len(batches) == 1:
             outs = self._run(batches[0], plain, eager)
+            self._keep_weights(outs)
             if copy:
                 return {name: out.numpy() for name, out in zip(self.names, outs)}
             views = {name: np.asarray(out) for name, out in zip(self.names, outs)}
@@ -503,10 +516,17 @@ class Extractor:
         start = 0
         for batch in batches:
             stop = start + int(batch.shape[0])
-            for name, out in zip(self.names, self._run(batch, plain, eager)):
+            outs = self._run(batch, plain, eager)
+            for name, out in zip(self.names, outs):
                 result[name][start:stop] = out.numpy()
             start = stop
+        self._keep_weights(outs)
         return result
+
+    def _keep_weights(self, outs) -> None:
+        """With ``weights``: :attr:`weights` is the flat float32 copy of the weights of the last call."""
+        if len(outs) > len(self.names):
+            self.weights = np.asarray(outs[-1])
 
 
 def _flat_entry(concrete):
@@ -534,10 +554,12 @@ def _flat_entry(concrete):
     return call
 
 
-def make_extractor(model, taps: Sequence[Tap], batch_size: int = 4096, jit_compile="auto") -> Extractor:
+def make_extractor(model, taps: Sequence[Tap], batch_size: int = 4096, jit_compile="auto",
+                   weights=None) -> Extractor:
     """Compile one ``tf.function`` computing every tap of ``taps`` with ``training=False``.
 
     Returns an :class:`Extractor`: ``extractor(x) -> {name: (N, width) float32}``; ``jit_compile``
-    chooses XLA (see :class:`Extractor`).
+    chooses XLA (see :class:`Extractor`).  ``weights`` (e.g. ``model.weights``): the same call also
+    copies them, flat float32, into :attr:`Extractor.weights` (for :mod:`ibtoolkit.fingerprint`).
     """
-    return Extractor(model, taps, batch_size, jit_compile)
+    return Extractor(model, taps, batch_size, jit_compile, weights)
