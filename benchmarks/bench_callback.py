@@ -84,7 +84,8 @@ from ibtoolkit.callback import IBCallback  # noqa: E402
 from ibtoolkit.fingerprint import WeightFingerprint, fingerprint_values  # noqa: E402
 from ibtoolkit.models import mlp  # noqa: E402
 from ibtoolkit.store import ActivationStore  # noqa: E402
-from ibtoolkit.taps import make_extractor, representation_taps  # noqa: E402
+from ibtoolkit.extractor import make_extractor  # noqa: E402
+from ibtoolkit.taps import representation_taps  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "callback.csv"
 RESULTS_FULL_LENGTH = RESULTS.with_name("callback_full_length.csv")
@@ -228,10 +229,10 @@ def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, config="dnn_batch512
 
 def _call_paths_in_fit(x_train, y_train, x, epochs):
     """Median ms of one extraction call of the XLA graph by the ordinary concrete-function call and by
-    the flat entry point the extractor uses (``ibtoolkit.taps._flat_entry``): inside a fit of the DNN
+    the flat entry point the extractor uses (``ibtoolkit.extractor._flat_entry``): inside a fit of the DNN
     baseline, at every epoch end, each path first in every other epoch (the first call after the
     training steps is the one the callback makes; the second is warm), and back to back."""
-    from ibtoolkit.taps import _flat_entry
+    from ibtoolkit.extractor import _flat_entry
 
     model, x_fit, x_rec, batch_size = _setup("dnn_batch512", 0, x_train, x)
     extractor = make_extractor(model, representation_taps(model))

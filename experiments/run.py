@@ -21,7 +21,6 @@ Dask not installed, a malformed address, an unreachable scheduler).
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import importlib
 import json
@@ -34,6 +33,9 @@ import time
 
 from experiments import presets as _presets
 from experiments import sweep
+
+from experiments.estimator_specs import (distinguish_parameter_sets, parse_cli_estimators,
+                                         resolve_estimators, spec_label)
 
 __all__ = ["main", "build_parser", "run_experiment", "load_plugin", "resolve_estimators", "parse_cli_estimators",
            "distinguish_parameter_sets"]
@@ -133,64 +135,6 @@ def load_plugin(spec: str):
     if directory not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([directory] + [p for p in paths if p])
     return importlib.import_module(name)
-
-
-def parse_cli_estimators(texts) -> list[dict]:
-    """``--estimator`` values as spec dicts (:func:`ibtoolkit.registry.parse_estimator_spec`, no eval);
-    ``"all"`` expands to every registered estimator.  ValueError on a malformed spec or unknown name."""
-    from ibtoolkit import available_estimators
-    from ibtoolkit.registry import parse_estimator_spec
-
-    specs = []
-    for text in texts:
-        if isinstance(text, dict):
-            specs.append(dict(text))
-        elif text.strip() == "all":
-            specs.extend({"name": name} for name in available_estimators())
-        else:
-            specs.append(parse_estimator_spec(text))
-    unknown = list(dict.fromkeys(s["name"] for s in specs if s["name"] not in available_estimators()))
-    if unknown:
-        raise ValueError(f"unknown estimator(s) {', '.join(unknown)}; available: "
-                         f"{', '.join(available_estimators())} (or 'all')")
-    return specs
-
-
-def _merged_over_preset(given: dict, pools) -> dict:
-    """``given``'s parameters over the preset's spec of the same estimator (first pool that has it)."""
-    base = next((copy.deepcopy(s) for pool in pools for s in pool if s["name"] == given["name"]), {})
-    return {**base, **given}
-
-
-def resolve_estimators(names, model_cfg: dict) -> list[dict]:
-    """Estimator specs for one model.
-
-    ``names`` None: the model's preset estimators.  Otherwise each entry (a ``--estimator`` text,
-    see :func:`parse_cli_estimators`, or a spec dict) takes the model's preset spec of that
-    estimator when the preset has it, else the precision's default spec
-    (:func:`experiments.presets.estimator_defaults`), else none, and the parameters it gives are
-    merged over that spec; ``"all"`` means every registered estimator.  Identical specs are kept
-    once; several parameter sets of one estimator are kept side by side.  Discrete-only estimators
-    (e.g. ``exact``) are dropped for full-precision models, whose activations are continuous.
-    """
-    from ibtoolkit import get_estimator
-
-    if names is None:
-        specs = copy.deepcopy(model_cfg["estimators"])
-    else:
-        pools = [model_cfg.get("estimators", []),
-                 _presets.estimator_defaults(model_cfg["precision"], model_cfg.get("activation", "tanh"))]
-        merged = [_merged_over_preset(spec, pools) for spec in parse_cli_estimators(names)]
-        specs = list({json.dumps(s, sort_keys=True): s for s in merged}.values())
-    out = []
-    for spec in specs:
-        est = get_estimator(spec)
-        if model_cfg["precision"] != "binary" and getattr(est, "discrete_only", False):
-            log.info("estimator %s skipped for full-precision model %s (it needs discrete codes)",
-                     spec["name"], model_cfg["name"])
-            continue
-        out.append(spec)
-    return out
 
 
 def _check_writable(out: pathlib.Path) -> None:
@@ -326,16 +270,6 @@ def _estimate_one(store_dir, spec, out, *, resume, jobs=1, progress=False, subsa
     return df
 
 
-def _spec_label(spec: dict) -> str:
-    """``name(param=value, ...)`` of a spec, as the tables label it (distinct per parameter set)."""
-    from ibtoolkit import get_estimator
-
-    try:
-        return get_estimator(spec).describe()
-    except ValueError:
-        return spec["name"]
-
-
 def _train_one(cfg, out, resume, threads):
     """A sweep task: train one run (seeds set and the Keras session cleared inside) -> store path."""
     from experiments.training import train_run
@@ -400,7 +334,7 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
         # one store: estimate here, parallel over its layer x epoch chunks; several: one task per job
         local = len(stores) == 1
         inner = engine.inner_jobs if local else 1
-        tasks = [sweep.Task("estimate", f"{cfg['run_id']} / {_spec_label(spec)}", _estimate_one,
+        tasks = [sweep.Task("estimate", f"{cfg['run_id']} / {spec_label(spec)}", _estimate_one,
                             (str(stores[cfg["run_id"]]), spec, shared),
                             {"resume": resume, "jobs": inner, "progress": progress and local,
                              "subsample": subsample, "random_state": random_state, "plugins": plugins})
@@ -446,34 +380,6 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
     return {"out": out, "runs": runs, "stores": stores, "plane": plane, "phases": analysis.phases,
             "failures": failures, "report": report_path, "verdicts": analysis.verdict_text(),
             "timings": timings, "engine": engine_text}
-
-
-def distinguish_parameter_sets(plane):
-    """Tell several parameter sets of one estimator apart in every table and figure.
-
-    When rows of one ``estimator`` carry several ``estimator_label`` values (``--estimator
-    'kde(noise_variance=0.1)' --estimator 'kde(noise_variance=1e-3)'``), their ``estimator``
-    column becomes the name with only the parameters that differ, e.g. ``kde(noise_variance=0.001)``:
-    the phase table, verdicts and figures group by it, and it parses back as an ``--estimator``.
-    An estimator run with one parameter set keeps its plain name.
-    """
-    import pandas as pd
-
-    if "estimator_params" not in plane or "estimator_label" not in plane:
-        return plane
-    plane = plane.copy()
-    for name, group in plane.groupby("estimator", sort=False):
-        sets = group["estimator_params"].drop_duplicates().tolist()
-        if len(sets) < 2:
-            continue
-        params = [json.loads(p) for p in sets]
-        differing = [k for k in dict.fromkeys(k for p in params for k in p)
-                     if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
-        for text, p in zip(sets, params):
-            inner = ", ".join(f"{k}={p.get(k)}" for k in differing)
-            plane.loc[(plane["estimator"] == name) & (plane["estimator_params"] == text), "estimator"] = \
-                f"{name}({inner})"
-    return plane.reset_index(drop=True) if isinstance(plane, pd.DataFrame) else plane
 
 
 def _setup_logging(quiet: bool) -> None:

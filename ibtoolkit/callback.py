@@ -31,7 +31,7 @@ consumer declares discrete values, see :mod:`ibtoolkit.taps`) is refused once, i
 Writing: the extraction runs in ``on_epoch_end`` (the weights change right after), by default as
 one XLA-compiled function (``jit_compile="auto"``).  XLA compiles on a helper thread
 while Keras traces its first training step, so epoch 0 of a new store comes from the model's layers
-run eagerly (no trace; the same values up to float rounding, see :class:`ibtoolkit.taps.Extractor`)
+run eagerly (no trace; the same values up to float rounding, see :class:`ibtoolkit.extractor.Extractor`)
 and every later epoch from XLA.  Each epoch is committed to the store
 (:meth:`ActivationStore.append`: one block appended to each layer file, one log line) before
 ``on_epoch_end`` returns, so a SIGKILL after it loses nothing.  With ``background=True`` the commit
@@ -78,9 +78,11 @@ import tensorflow as tf  # noqa: E402
 
 from .registry import get_estimator  # noqa: E402
 from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
-from .store import DTYPES, ActivationStore, BackgroundWriter, StoreError, open_store, run_metadata  # noqa: E402
+from .store import DTYPES, ActivationStore, BackgroundWriter, run_metadata  # noqa: E402
+from .continuation import continued_epoch, retrained_check_message, retraining_message  # noqa: E402
 from .fingerprint import WeightFingerprint, fingerprint_values  # noqa: E402
-from .taps import check_jit_compile, make_extractor, representation_taps  # noqa: E402
+from .extractor import check_jit_compile, make_extractor  # noqa: E402
+from .taps import representation_taps  # noqa: E402
 from .validation import all_finite, as_labels, require_finite  # noqa: E402
 
 __all__ = ["IBCallback", "DivergenceWarning", "default_directory"]
@@ -99,14 +101,6 @@ def default_directory(model_name: str, root="ib_runs") -> Path:
         k += 1
         path = base.with_name(f"{base.name}-{k}")
     return path
-
-
-def _sibling(directory: Path) -> Path:
-    """The first free ``<directory>-2``, ``-3``...: where a new run goes beside a store."""
-    k = 2
-    while directory.with_name(f"{directory.name}-{k}").exists():
-        k += 1
-    return directory.with_name(f"{directory.name}-{k}")
 
 
 def _analysis_labels(y, n: int) -> np.ndarray:
@@ -184,7 +178,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         Rows per extraction batch.
     jit_compile : {"auto", True, False}
         Compile the extraction with XLA: ``"auto"`` (default) when XLA can compile the model, else
-        the plain graph (see :class:`ibtoolkit.taps.Extractor`; continuous taps may then differ from
+        the plain graph (see :class:`ibtoolkit.extractor.Extractor`; continuous taps may then differ from
         ``model.predict`` by rounding, up to about 5e-6).
     dtype : {"float32", "float16"}
         Storage type of continuous layers.
@@ -466,28 +460,9 @@ class IBCallback(tf.keras.callbacks.Callback):
         return self._trained
 
     def _continued_epoch(self) -> int | None:
-        """The store epoch whose weights the model has now, when continuing an existing store with
-        recorded weight states; None for a new or empty store (or one recorded before fingerprints).
-
-        A model whose weights are none of the store's states (a fresh model, another run) is refused
-        with :class:`StoreError` naming the store and a sibling store for a new run."""
-        try:
-            existing = open_store(self.directory)
-        except StoreError:
-            return None  # no store yet, or one that ActivationStore.create reports on
-        states = existing.weight_states
-        if existing.last_epoch is None or not states:
-            return None
-        now = self._fingerprint()
-        matching = [epoch for epoch, fingerprints in states.items() if now in fingerprints]
-        if matching:
-            return max(matching)
-        raise StoreError(
-            f"{self.directory}: the model's weights are not those of any epoch this store recorded (its last "
-            f"committed epoch is {existing.last_epoch}): it holds another run, and a store holds one run. "
-            f"Start a new run in a sibling store, e.g. IBCallback(..., directory={str(_sibling(self.directory))!r}); "
-            f"to continue this run, restore the model's weights and optimizer state of its last epoch first. "
-            f"Nothing in the store was changed")
+        """The store epoch whose weights the model has now (:func:`ibtoolkit.continuation.continued_epoch`:
+        StoreError for a model at none of the store's states)."""
+        return continued_epoch(self.directory, self._fingerprint())
 
     def _note_retraining(self, continued: int | None) -> int | None:
         """When the model continues from an epoch before the store's last, say in the store that the
@@ -495,8 +470,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         last = self._stored_last
         if continued is None or last is None or continued >= last:
             return None
-        message = (f"the model continues from the weights of epoch {continued}: epochs {continued + 1}..{last} are "
-                   f"trained again (the store keeps their first recording) and recording resumes at epoch {last + 1}")
+        message = retraining_message(continued, last)
         self._write(self.store.add_event, "retrained", message, continued)
         warnings.warn(f"IBCallback: {self.directory}: {message}", RuntimeWarning, stacklevel=3)
         self._retrain_states = self.store.weight_states
@@ -504,12 +478,8 @@ class IBCallback(tf.keras.callbacks.Callback):
 
     def _check_retrained(self, epoch: int) -> None:
         """At the store's last epoch of a retraining: did it reproduce the recorded weights?"""
-        now, then = self._fingerprint(), (self._retrain_states.get(epoch) or [None])[0]
-        if now == then:
-            message = f"retraining reproduced the recorded weights of epoch {epoch} exactly ({now})"
-        else:
-            message = (f"retraining reached other weights at epoch {epoch} ({now}) than the recorded run ({then}); "
-                       f"epochs after {epoch} continue the retrained weights")
+        now = self._fingerprint()
+        message = retrained_check_message(epoch, now, (self._retrain_states.get(epoch) or [None])[0])
         self._write(self.store.add_event, "retrained_check", message, epoch, weights=now)
 
     def _check_estimators(self) -> None:

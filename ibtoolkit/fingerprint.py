@@ -17,7 +17,7 @@ state of a ``fit`` that ended between recorded epochs), and refuses to continue 
 whose weights are none of those states.  Read variable by variable (:class:`WeightFingerprint`: one
 ``numpy()`` per variable, nothing to trace) it costs about as much as extracting every tap of a
 small net, so at a recorded epoch the callback takes the weights as one more output of its
-extraction graph (:func:`ibtoolkit.taps.make_extractor` with ``weights=``) and hashes that copy
+extraction graph (:func:`ibtoolkit.extractor.make_extractor` with ``weights=``) and hashes that copy
 (:func:`fingerprint_values`): the same bytes, hence the same fingerprint, nearly free
 (``benchmarks/bench_callback.py``, rows ``weight_fingerprint_*``).
 """
@@ -32,7 +32,7 @@ __all__ = ["WeightFingerprint", "weight_fingerprint", "fingerprint_values"]
 
 def fingerprint_values(values: np.ndarray) -> str:
     """The fingerprint of weights already concatenated into one flat float32 array (the extractor's
-    copy, :attr:`ibtoolkit.taps.Extractor.weights`): the same string as :class:`WeightFingerprint`."""
+    copy, :attr:`ibtoolkit.extractor.Extractor.weights`): the same string as :class:`WeightFingerprint`."""
     flat = np.ascontiguousarray(values, np.float32)
     return f"crc32:{zlib.crc32(flat):08x}/{flat.size}"
 
