@@ -898,3 +898,21 @@ def test_weight_fingerprints_travel_with_commits_and_events(tmp_path):
     r.verify()
     assert [json.loads(line).get("weights") for line in (tmp_path / "s" / "epochs.jsonl").read_text().splitlines()] \
         == ["crc32:00000001/6", None]
+
+
+def test_the_numpy_only_status_recipe_of_docs_store_md(tmp_path):
+    """docs/store.md's reader without ibtoolkit derives the same status as ActivationStore.status."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "store.md").read_text()
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", page, re.S) if "def status" in c]
+    namespace = {}
+    exec(code, namespace)
+    x = np.ones((4, 2), np.float32)
+    w = ActivationStore.create(tmp_path / "s", inputs=x, labels=np.array([0, 1, 0, 1]), layers=[("a", 2)],
+                               binary=[False])
+    assert namespace["status"](str(tmp_path / "s")) == open_store(tmp_path / "s").status == "running"
+    w._lock.release()  # as if the writer died
+    assert namespace["status"](str(tmp_path / "s")) == open_store(tmp_path / "s").status == "interrupted"
+    w._close_files()
