@@ -236,13 +236,14 @@ def _continuable(directory: pathlib.Path, run_config) -> bool:
     if not (directory / "manifest.json").exists():
         return False
     from ibtoolkit.store import StoreError, open_store
+    from ibtoolkit.store.format import canonical_json
 
     try:
         store = open_store(directory)
     except StoreError:
         return False
     recorded = (store.run or {}).get("training")
-    same = recorded is not None and _canonical(recorded) == _canonical(_training_key(run_config))
+    same = recorded is not None and canonical_json(recorded) == canonical_json(_training_key(run_config))
     return same and store.status == "interrupted" and store.last_epoch is not None
 
 
