@@ -16,17 +16,11 @@ initial_epoch)``).
 
 Live estimation: with ``estimators=["exact", ...]`` the callback also estimates I(X;T) and I(T;Y)
 (bits) at each recorded epoch and adds ``ib/<layer>/ixt`` and ``ib/<layer>/ity`` (first estimator)
-or ``ib/<estimator>/<layer>/ixt`` (others) to the Keras ``logs``.  The history stays rectangular:
-every such key has a value at *every* epoch, NaN where the epoch was not recorded (or the estimate
-failed), so ``pd.DataFrame(history.history)`` works.  Keras hands one ``logs`` dict to the callbacks
-in order, so callbacks placed *after* this one see the keys: ``History`` (always last) holds one
-value per epoch; ``CSVLogger`` writes one column per key, ``nan`` at unrecorded epochs;
-``TensorBoard`` (which logs every key of ``logs``) receives the NaN too.  Callbacks placed
-before it never see them.  The values are also stored with the epoch's metrics (recorded epochs
-only).  A discrete-only estimator (``exact``) on a layer declared continuous (no quantizer of its
-consumer declares discrete values, see :mod:`ibtoolkit.taps`) is refused once, in
-``on_train_begin``, before the store is touched: a ``ValueError`` naming the layers and ``binning``
-/ ``kde``.
+or ``ib/<estimator>/<layer>/ixt`` (others) to the Keras ``logs``, at every epoch (NaN where not
+recorded), so History, CSVLogger and TensorBoard placed after it see a rectangular table; the values
+are also stored with the epoch's metrics.  An estimator that cannot measure a layer by its
+declaration (``exact`` on a continuous one) is refused once, in ``on_train_begin``, before the store
+is touched (:mod:`ibtoolkit.live`).
 
 Writing: the extraction runs in ``on_epoch_end`` (the weights change right after), by default as
 one XLA-compiled function (``jit_compile="auto"``).  XLA compiles on a helper thread
@@ -81,6 +75,7 @@ from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
 from .store import DTYPES, ActivationStore, BackgroundWriter, run_metadata  # noqa: E402
 from .continuation import continued_epoch, retrained_check_message, retraining_message  # noqa: E402
 from .fingerprint import WeightFingerprint, fingerprint_values  # noqa: E402
+from .live import fill_history, history_keys, log_prefix, refuse_unmeasurable  # noqa: E402
 from .extractor import check_jit_compile, make_extractor  # noqa: E402
 from .taps import representation_taps  # noqa: E402
 from .validation import all_finite, as_labels, require_finite  # noqa: E402
@@ -289,8 +284,8 @@ class IBCallback(tf.keras.callbacks.Callback):
                    "n_classes": n_classes, "label_counts": np.bincount(self.y, minlength=n_classes).tolist()}
         schedule = {"spec": self.schedule if isinstance(self.schedule, str) else np.asarray(self.schedule).tolist(),
                     "n_points": int(self.n_points)}
-        self._check_estimators()
-        self._history_keys = self._live_keys()
+        refuse_unmeasurable(self.estimators, self.taps)
+        self._history_keys = history_keys(self._estimator_names, self.taps)
         continued = self._continued_epoch()  # before the store is opened for writing: a refusal changes nothing
         self.store = ActivationStore.create(
             self.directory, inputs=self._x_est, labels=self.y, layers=[(t.name, t.width) for t in self.taps],
@@ -327,19 +322,19 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._last_logs = logs if logs is not None else {}
         self._check_writes()
         if self._diverged:
-            self._fill_history(logs)
+            fill_history(logs, self._history_keys)
             return
         metrics = _scalar_metrics(logs)
         bad = [k for k, v in metrics.items() if k.endswith("loss") and not np.isfinite(v)]
         if bad:
             self._diverge(absolute, f"non-finite {', '.join(bad)} at epoch {absolute}")
-            self._fill_history(logs)
+            fill_history(logs, self._history_keys)
             return
         if absolute in self._to_record:
             self._record(absolute, logs, metrics)
         elif absolute == self._retrain_to:
             self._check_retrained(absolute)
-        self._fill_history(logs)
+        fill_history(logs, self._history_keys)
 
     def on_train_end(self, logs=None):
         if self.store is None:
@@ -482,33 +477,10 @@ class IBCallback(tf.keras.callbacks.Callback):
         message = retrained_check_message(epoch, now, (self._retrain_states.get(epoch) or [None])[0])
         self._write(self.store.add_event, "retrained_check", message, epoch, weights=now)
 
-    def _check_estimators(self) -> None:
-        """Refuse, once and before anything is written, a live estimator on a layer it cannot measure
-        by that layer's declaration (:meth:`ibtoolkit.Estimator.refusal`)."""
-        reasons = [reason for est in self.estimators for tap in self.taps
-                   if (reason := est.refusal(tap.name, tap.discrete))]
-        if reasons:
-            raise ValueError("IBCallback: " + "; ".join(reasons) + " (or drop the estimator from estimators=[...])")
-
-    def _live_keys(self) -> list[str]:
-        """Every ``ib/...`` key of the live estimates, in the order they are added to ``logs``."""
-        keys = []
-        for i, name in enumerate(self._estimator_names):
-            prefix = "ib" if i == 0 else f"ib/{name}"
-            keys += [f"{prefix}/{tap.name}/{axis}" for tap in self.taps for axis in ("ixt", "ity")]
-        return keys
-
-    def _fill_history(self, logs) -> None:
-        """NaN for every live key this epoch did not estimate: History, CSVLogger and TensorBoard see a
-        rectangular table."""
-        if logs is not None:
-            for key in self._history_keys:
-                logs.setdefault(key, float("nan"))
-
     def _estimate(self, epoch: int, acts) -> dict[str, float]:
         out = {}
         for i, (name, est) in enumerate(zip(self._estimator_names, self.estimators)):
-            prefix = "ib" if i == 0 else f"ib/{name}"
+            prefix = log_prefix(i, name)
             for tap in self.taps:
                 try:
                     t = np.array(acts[tap.name])  # a writable copy: the extraction hands out read-only views
