@@ -23,7 +23,10 @@ Diagnostics, ``--repeats`` rounds: each round fits a fresh, identically seeded m
 variant, in an order rotating between rounds: without the callback, with it as configured by default
 (XLA extraction, synchronous commits), with commits on a background writer thread, with the plain
 (non-XLA) extraction graph, with every store commit skipped (``callback_no_store_writes``:
-extraction, checks and metrics only, which separates the extraction from the commit) and with the
+extraction, checks and metrics only, which separates the extraction from the commit), without the
+weights' fingerprint of each commit (``callback_no_fingerprint``, also a ``blocks_no_fingerprint`` case
+and the ``weight_fingerprint_*`` rows: variable by variable, and the CRC-32 of the copy the extraction
+graph makes, beside ``extract_all_taps_and_weights_compiled``: its cost side by side with the default) and with the
 store on ``/dev/shm`` (tmpfs, when it exists: same code, no file-system journal or block device behind
 the writes).  Reported: the median whole-fit time, the median of per-round ratios to the fit without
 the callback, the median epoch wall time over all epochs of all rounds (one on_epoch_begin to the
@@ -78,9 +81,11 @@ import tensorflow as tf  # noqa: E402
 
 from experiments.datasets import tishby_dataset, to_pm1  # noqa: E402
 from ibtoolkit.callback import IBCallback  # noqa: E402
+from ibtoolkit.fingerprint import WeightFingerprint, fingerprint_values  # noqa: E402
 from ibtoolkit.models import mlp  # noqa: E402
 from ibtoolkit.store import ActivationStore  # noqa: E402
-from ibtoolkit.taps import make_extractor, representation_taps  # noqa: E402
+from ibtoolkit.extractor import make_extractor  # noqa: E402
+from ibtoolkit.taps import representation_taps  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "callback.csv"
 RESULTS_FULL_LENGTH = RESULTS.with_name("callback_full_length.csv")
@@ -124,6 +129,7 @@ VARIANTS = {  # name -> IBCallback keyword arguments (None: no callback)
     "callback_background_writes": {"background": True},
     "callback_plain_graph": {"jit_compile": False},
     "callback_no_store_writes": {"_skip_appends": True},
+    "callback_no_fingerprint": {"_no_fingerprint": True},
     "callback_store_on_tmpfs": {"_tmpfs": True},
 }
 TMPFS = Path("/dev/shm")  # RAM-backed: no journal or block-device work behind each new file
@@ -132,10 +138,11 @@ TMPFS = Path("/dev/shm")  # RAM-backed: no journal or block-device work behind e
 class _TimedIBCallback(IBCallback):
     """IBCallback that also times its own on_epoch_end (extraction + checks + commit or hand-off)."""
 
-    def __init__(self, *args, _skip_appends=False, **kwargs):
+    def __init__(self, *args, _skip_appends=False, _no_fingerprint=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.spent = []
         self._skip_appends = _skip_appends
+        self._fingerprint_commits = not _no_fingerprint  # diagnostic variant: commits without the weights' fingerprint
 
     def _write(self, fn, *args, **kwargs):
         if self._skip_appends and getattr(fn, "__name__", "") == "append":
@@ -207,7 +214,7 @@ def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, config="dnn_batch512
     for seed in range(seeds):
         model, x_fit, x_rec, batch_size = _setup(config, seed, x_train, x)
         timer = _EpochTimer()
-        cb = IBCallback(x_rec, y, workdir / f"blocks-{time.perf_counter_ns()}", schedule=recorded, **kwargs)
+        cb = _TimedIBCallback(x_rec, y, workdir / f"blocks-{time.perf_counter_ns()}", schedule=recorded, **kwargs)
         _settle()
         model.fit(x_fit, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer, cb],
                   shuffle=True)
@@ -222,10 +229,10 @@ def _blocks(x_train, y_train, x, y, epochs, seeds, workdir, config="dnn_batch512
 
 def _call_paths_in_fit(x_train, y_train, x, epochs):
     """Median ms of one extraction call of the XLA graph by the ordinary concrete-function call and by
-    the flat entry point the extractor uses (``ibtoolkit.taps._flat_entry``): inside a fit of the DNN
+    the flat entry point the extractor uses (``ibtoolkit.extractor._flat_entry``): inside a fit of the DNN
     baseline, at every epoch end, each path first in every other epoch (the first call after the
     training steps is the one the callback makes; the second is warm), and back to back."""
-    from ibtoolkit.taps import _flat_entry
+    from ibtoolkit.extractor import _flat_entry
 
     model, x_fit, x_rec, batch_size = _setup("dnn_batch512", 0, x_train, x)
     extractor = make_extractor(model, representation_taps(model))
@@ -366,7 +373,8 @@ def main(argv=None):
                       flush=True)
 
         blocks = {}
-        block_cases = [("default", {}), ("background_writes", {"background": True})]  # DNN batch 512
+        block_cases = [("default", {}), ("background_writes", {"background": True}),  # DNN batch 512
+                       ("no_fingerprint", {"_no_fingerprint": True})]
         block_cases += [(f"{config}_default", {"config": config}) for config in list(CONFIGS)[1:]]
         for r in range(2):  # two rounds, cases alternating, so all see the same drift
             for name, kwargs in block_cases:
@@ -398,6 +406,12 @@ def main(argv=None):
         counter = iter(range(1, 10**9))
         append_ms = _median_ms(lambda: store.append(next(counter), acts, metrics={"loss": 0.5}), 200)
         store.close()
+        fingerprint = WeightFingerprint(model)
+        fingerprint_ms = _median_ms(fingerprint, 200)
+        fused = make_extractor(model, taps, batch_size=4096, weights=model.weights)
+        fused(prepared)
+        fused_ms = _median_ms(lambda: fused(prepared), 200)
+        hash_ms = _median_ms(lambda: fingerprint_values(fused.weights), 200)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -454,6 +468,9 @@ def main(argv=None):
         ("extract_all_taps_plain_graph", plain_ms, "ms", 1, 200, plain_ms / extract_ms),
         ("extract_all_taps_model_predict", predict_ms, "ms", 1, 30, predict_ms / extract_ms),
         ("store_append_one_epoch", append_ms, "ms", 1, 200, ""),
+        ("weight_fingerprint_variable_by_variable", fingerprint_ms, "ms", 1, 200, fingerprint_ms / extract_ms),
+        ("extract_all_taps_and_weights_compiled", fused_ms, "ms", 1, 200, fused_ms / extract_ms),
+        ("weight_fingerprint_of_the_extracted_copy", hash_ms, "ms", 1, 200, hash_ms / extract_ms),
         ("extraction_call_concrete_in_fit", call_in_fit["concrete"], "ms", args.block_epochs, 1, 1.0),
         ("extraction_call_flat_in_fit", call_in_fit["flat"], "ms", args.block_epochs, 1,
          call_in_fit["flat"] / call_in_fit["concrete"]),
@@ -466,7 +483,9 @@ def main(argv=None):
     ]
     print(f"per epoch, all 5 taps on 4096 inputs: compiled extractor {extract_ms:.2f} ms "
           f"(XLA: {extractor.jit_compiled}), plain graph {plain_ms:.2f} ms (x{plain_ms / extract_ms:.2f}), "
-          f"model.predict {predict_ms:.2f} ms (x{predict_ms / extract_ms:.1f}); store append {append_ms:.2f} ms")
+          f"model.predict {predict_ms:.2f} ms (x{predict_ms / extract_ms:.1f}); store append {append_ms:.2f} ms; "
+          f"weight fingerprint variable by variable {fingerprint_ms:.3f} ms, extraction with the weights "
+          f"{fused_ms:.2f} ms + CRC-32 of that copy {hash_ms:.3f} ms")
     print(f"one XLA extraction call, concrete-function call vs flat entry point: first call at an epoch end "
           f"inside fit {call_in_fit['concrete']:.3f} vs {call_in_fit['flat']:.3f} ms, back to back "
           f"{call_back_to_back['concrete']:.3f} vs {call_back_to_back['flat']:.3f} ms")

@@ -14,11 +14,21 @@ literature estimates for quantized networks (Raj, Nayak & Kalyani, 2020; Lorenze
 Nielsen, 2022) without a binning resolution.  ``miller_madow=True`` adds the Miller–Madow
 correction (m - 1) / (2 N ln 2) to each entropy (m = non-empty cells).
 
+Which layers are discrete is *declared* by the network (the quantizer the next layer applies,
+see :mod:`ibtoolkit.taps`); :func:`ibtoolkit.information_plane` and :class:`ibtoolkit.IBCallback`
+ask :meth:`~ibtoolkit.Estimator.refusal` once per layer, so a layer declared continuous is refused
+with a message naming ``binning`` and ``kde`` before any estimate.  Called directly on an array
+(no declaration), ``exact`` refuses a column with more than ``max_levels`` values.  Every result
+reports ``levels``, the number of distinct values it saw in ``t`` (2 for ±1 codes, at most
+:math:`2^k` for a k-bit quantizer).
+
 Counting is done by :mod:`estimators.counting`: one int64 key per row (bit-packing for ±1 codes,
 mixed radix or a checked 64-bit hash otherwise), then ``bincount`` or one sort.  The keys of ``x``
 are computed once per instance and reused while ``x`` is unchanged.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from ibtoolkit import EstimateResult, Estimator, register_estimator
 
@@ -41,7 +51,7 @@ class ExactEstimator(Estimator):
 
     Extras
     ------
-    ``n_states`` (distinct codes of T), ``h_t``, ``h_y`` (bits), ``ixt_ceiling`` = log2(number of
+    ``n_states`` (distinct codes of T), ``levels`` (distinct values of T's entries), ``h_t``, ``h_y`` (bits), ``ixt_ceiling`` = log2(number of
     distinct input rows), ``saturated`` (I(X;T) reached that ceiling).
     """
 
@@ -65,6 +75,7 @@ class ExactEstimator(Estimator):
         xk = self._x_cache.get(x)
         kt = row_keys(t, max_levels=self.max_levels, name="t", check_finite=True)
         ixt, ity, extras = discrete_point(xk, kt, y, self.miller_madow)
+        extras["levels"] = distinct_values(t)
         return EstimateResult(ixt, ity, extras)
 
     def _mutual_information(self, a, b) -> float:
@@ -72,3 +83,11 @@ class ExactEstimator(Estimator):
         ka = row_keys(a, max_levels=self.max_levels, name="a")
         kb = row_keys(b, max_levels=self.max_levels, name="b")
         return mutual_information_keys(ka, kb, self.miller_madow)
+
+
+def distinct_values(t: np.ndarray) -> int:
+    """Number of distinct values among the entries of ``t``: one pass for ±1 codes (which of -1 and
+    +1 occur), a sort of the entries otherwise."""
+    if t.dtype == np.float32 and np.count_nonzero(np.abs(t) == 1) == t.size:
+        return int(bool((t > 0).any())) + int(bool((t < 0).any()))
+    return int(np.unique(t).size)

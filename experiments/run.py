@@ -21,7 +21,6 @@ Dask not installed, a malformed address, an unreachable scheduler).
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import importlib
 import json
@@ -35,7 +34,11 @@ import time
 from experiments import presets as _presets
 from experiments import sweep
 
-__all__ = ["main", "build_parser", "run_experiment", "load_plugin", "resolve_estimators"]
+from experiments.estimator_specs import (distinguish_parameter_sets, parse_cli_estimators,
+                                         resolve_estimators, spec_label)
+
+__all__ = ["main", "build_parser", "run_experiment", "load_plugin", "resolve_estimators", "parse_cli_estimators",
+           "distinguish_parameter_sets"]
 
 log = logging.getLogger("experiments.run")
 
@@ -48,8 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "every chosen estimator, detect fitting/compression phases and write a report.")
     p.add_argument("--preset", default=_presets.DEFAULT_PRESET,
                    help=f"experiment preset (default {_presets.DEFAULT_PRESET}); see --list-presets")
-    p.add_argument("--estimator", action="append", metavar="NAME",
-                   help="estimator to run (repeatable), or 'all'; default: the preset's estimators per model")
+    p.add_argument("--estimator", action="append", metavar="SPEC",
+                   help="estimator to run (repeatable), or 'all': a name ('kde'), a name with parameters "
+                        "('kde(noise_variance=1e-3)', the label --list-estimators and the CSV print), "
+                        "'binning:n_bins=10' or a JSON object; parameters are merged over the preset's spec "
+                        "for each model; default: the preset's estimators per model")
     p.add_argument("--dataset", action="append", metavar="NAME",
                    help="dataset(s) instead of the preset's (repeatable)")
     p.add_argument("--epochs", type=int, help="training epochs of every model (overrides the preset)")
@@ -60,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-estimators", action="store_true", help="list the registered estimators and exit")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--resume", action="store_true",
-                   help="skip runs whose store is complete and estimates already computed")
+                   help="skip runs whose store is complete and estimates already computed; continue a killed "
+                        "run from its checkpoint (weights, optimizer state, epoch; see experiments.resume), "
+                        "never deleting a store")
     p.add_argument("--jobs", type=int, default=1,
                    help="parallel workers (-1: all cores): training runs and estimation jobs run on a joblib "
                         "process pool (one TensorFlow thread each); a single store is estimated in parallel "
@@ -129,38 +137,6 @@ def load_plugin(spec: str):
     return importlib.import_module(name)
 
 
-def resolve_estimators(names, model_cfg: dict) -> list[dict]:
-    """Estimator specs for one model.
-
-    ``names`` None: the model's preset estimators.  Otherwise each name takes the model's preset
-    parameters when the preset has it, else the precision's default parameters
-    (:func:`experiments.presets.estimator_defaults`), else none; ``"all"`` means every registered
-    estimator.  Discrete-only estimators (e.g. ``exact``) are dropped for full-precision models,
-    whose activations are continuous.
-    """
-    from ibtoolkit import available_estimators, get_estimator
-
-    if names is None:
-        specs = copy.deepcopy(model_cfg["estimators"])
-    else:
-        wanted = available_estimators() if "all" in names else list(dict.fromkeys(names))
-        pools = [model_cfg.get("estimators", []),
-                 _presets.estimator_defaults(model_cfg["precision"], model_cfg.get("activation", "tanh"))]
-        specs = []
-        for name in wanted:
-            spec = next((copy.deepcopy(s) for pool in pools for s in pool if s["name"] == name), {"name": name})
-            specs.append(spec)
-    out = []
-    for spec in specs:
-        est = get_estimator(spec)
-        if model_cfg["precision"] != "binary" and getattr(est, "discrete_only", False):
-            log.info("estimator %s skipped for full-precision model %s (it needs discrete codes)",
-                     spec["name"], model_cfg["name"])
-            continue
-        out.append(spec)
-    return out
-
-
 def _check_writable(out: pathlib.Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -168,23 +144,37 @@ def _check_writable(out: pathlib.Path) -> None:
             probe.write(b"\0" * (1 << 20))  # a full disk still lets one create an empty file
             probe.flush()
     except OSError as exc:
-        raise ValueError(f"--out {out} is not writable ({exc.strerror or exc}); choose a writable "
+        raise ValueError(f"--out {out} is not writable ({_why_not_writable(out, exc)}); choose a writable "
                          f"directory with --out") from None
+
+
+def _why_not_writable(out: pathlib.Path, exc: OSError) -> str:
+    """Say which directory refused: mkdir on a pseudo file system such as /proc fails with ENOENT
+    ("No such file or directory") although the parent exists."""
+    parent = next((p for p in [out, *out.absolute().parents] if p.exists()), None)
+    if parent is None or parent == out:
+        return exc.strerror or str(exc)
+    if not parent.is_dir():
+        return f"{parent} is a file, not a directory"
+    return (f"cannot create directories in {parent}: {exc.strerror or exc}; it is not a writable directory "
+            f"on a regular file system")
 
 
 def _configure(args, parser) -> tuple[dict, pathlib.Path]:
     """Validate the arguments and return the effective preset and output directory (exit 2 on error)."""
-    from ibtoolkit import available_estimators
+    from ibtoolkit import available_estimators, get_estimator
 
     try:
         preset = _presets.get_preset(args.preset)
     except ValueError as exc:
         parser.error(str(exc))
     if args.estimator:
-        known = available_estimators()
-        bad = [n for n in args.estimator if n != "all" and n not in known]
-        if bad:
-            parser.error(f"unknown estimator(s) {', '.join(bad)}; available: {', '.join(known)} (or 'all')")
+        try:
+            for spec in parse_cli_estimators(args.estimator):
+                get_estimator(spec)  # parameters the estimator does not take: refused before training
+        except ValueError as exc:
+            parser.error(str(exc) if str(exc).startswith("unknown estimator") else
+                         f"--estimator: {exc} (available: {', '.join(available_estimators())})")
     if args.dataset:
         from experiments import datasets
 
@@ -344,7 +334,7 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
         # one store: estimate here, parallel over its layer x epoch chunks; several: one task per job
         local = len(stores) == 1
         inner = engine.inner_jobs if local else 1
-        tasks = [sweep.Task("estimate", f"{cfg['run_id']} / {spec['name']}", _estimate_one,
+        tasks = [sweep.Task("estimate", f"{cfg['run_id']} / {spec_label(spec)}", _estimate_one,
                             (str(stores[cfg["run_id"]]), spec, shared),
                             {"resume": resume, "jobs": inner, "progress": progress and local,
                              "subsample": subsample, "random_state": random_state, "plugins": plugins})
@@ -359,6 +349,7 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
         engine_text = engine.describe()
     plane = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     if len(plane):
+        plane = distinguish_parameter_sets(plane)
         from ibtoolkit.plane import write_plane
 
         write_plane(plane, out / "information_plane.csv")

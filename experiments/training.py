@@ -191,7 +191,7 @@ def _set_seeds(seed: int, threads: int | None) -> None:
 
 # -- the run -------------------------------------------------------------------------------------
 def train_run(run_config: dict, out_dir, *, resume: bool = True, threads: int | None = None,
-              verbose: int = 0) -> pathlib.Path:
+              verbose: int = 0, checkpoint_seconds: float = 30.0, callbacks=()) -> pathlib.Path:
     """Train one run into ``out_dir/runs/<run_id>`` and return that store directory.
 
     Parameters
@@ -199,29 +199,81 @@ def train_run(run_config: dict, out_dir, *, resume: bool = True, threads: int | 
     run_config : dict
         One element of :func:`expand_runs`.
     out_dir : path
-        Output root; the store goes to ``out_dir/runs/<run_id>``.
+        Output root; the store goes to ``out_dir/runs/<run_id>``, the checkpoint to
+        ``out_dir/checkpoints/<run_id>`` (:mod:`experiments.resume`).
     resume : bool
-        Skip training when that store is already complete and was trained from the same settings.
-        An incomplete or different store (and, with ``resume=False``, any store) is replaced: the
-        model weights are not checkpointed, so a half-trained run restarts from epoch 0.
+        Skip training when that store is already complete and was trained from the same settings;
+        continue an interrupted store of the same settings from its checkpoint (weights, optimizer
+        state, epoch; the shuffling order is a function of seed and epoch), or from the seeded
+        initial weights when there is none: epochs the store already holds are trained again, not
+        recorded twice, and the store says so (:class:`ibtoolkit.IBCallback`).  A store of other
+        settings, or a diverged one, is moved to ``out_dir/replaced/`` (never deleted) and trained
+        anew.  ``resume=False`` replaces any store.
     threads : int, optional
         Limit TensorFlow to this many intra/inter-op threads (for parallel workers).
+    checkpoint_seconds : float
+        Least time between checkpoints (taken after committed epochs, and at the end).
+    callbacks : sequence of Keras callbacks
+        Extra callbacks, after the recorder and the checkpoint.
     """
+    from experiments.resume import checkpoint_directory
+
     directory = run_directory(out_dir, run_config)
     if resume and store_is_complete(directory, run_config):
         log.info("skip training %s: store complete", run_config["run_id"])
         return directory
-    if directory.exists():
-        if not (directory / "manifest.json").exists() and any(directory.iterdir()):
-            raise ValueError(f"{directory} exists and is not an activation store; move it away or "
-                             f"choose another --out")
+    continuing = resume and _continuable(directory, run_config)
+    checkpoints = checkpoint_directory(out_dir, run_config["run_id"])
+    if not continuing:
+        _clear_for_new_run(directory, checkpoints, out_dir, keep=resume)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    return _fit_run(run_config, directory, checkpoints, continuing, threads, verbose, checkpoint_seconds,
+                    list(callbacks))
+
+
+def _continuable(directory: pathlib.Path, run_config) -> bool:
+    """An interrupted store of the same training settings: continue it instead of replacing it."""
+    if not (directory / "manifest.json").exists():
+        return False
+    from ibtoolkit.store import StoreError, open_store
+    from ibtoolkit.store.format import canonical_json
+
+    try:
+        store = open_store(directory)
+    except StoreError:
+        return False
+    recorded = (store.run or {}).get("training")
+    same = recorded is not None and canonical_json(recorded) == canonical_json(_training_key(run_config))
+    return same and store.status == "interrupted" and store.last_epoch is not None
+
+
+def _clear_for_new_run(directory: pathlib.Path, checkpoints: pathlib.Path, out_dir, keep: bool) -> None:
+    """Make room for a new run: the old store is moved to ``out_dir/replaced/`` (``keep``, i.e. with
+    --resume: nothing committed is lost) or deleted; its checkpoint is deleted."""
+    import time
+
+    if checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    if not directory.exists():
+        return
+    if not (directory / "manifest.json").exists() and any(directory.iterdir()):
+        raise ValueError(f"{directory} exists and is not an activation store; move it away or "
+                         f"choose another --out")
+    if keep:
+        aside = pathlib.Path(out_dir) / "replaced" / f"{directory.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        log.warning("store %s holds another (or a diverged) run; moved to %s, training anew", directory, aside)
+        directory.rename(aside)
+    else:
         log.info("replacing store %s", directory)
         shutil.rmtree(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
 
+
+def _fit_run(run_config, directory, checkpoints, continuing, threads, verbose, checkpoint_seconds, extra):
     import ibtoolkit  # noqa: F401  (Keras 2 mode before TensorFlow)
     import tensorflow as tf  # noqa: F401
 
+    from experiments.resume import TrainingCheckpoint, epoch_batches, restore_checkpoint
     from ibtoolkit.callback import IBCallback
     from ibtoolkit.schedules import epoch_schedule
 
@@ -231,6 +283,10 @@ def train_run(run_config: dict, out_dir, *, resume: bool = True, threads: int | 
     model_cfg = run_config["model"]
     n_classes = int(max(data["y_train"].max(), data["y_test"].max()) + 1)
     model = build_model(model_cfg, input_dim=data["x_train"].shape[1], n_classes=n_classes, seed=seed)
+    initial = 0
+    if continuing:  # no checkpoint: the seeded initial weights are the state of epoch 0
+        initial = restore_checkpoint(model, checkpoints) or 0
+        log.info("continuing %s from epoch %d", run_config["run_id"], initial)
     run_meta = {"run_id": run_config["run_id"], "dataset": run_config["dataset"], "model": model_cfg["name"],
                 "precision": model_cfg["precision"], "variant": model_cfg["variant"], "seed": seed,
                 "training": _training_key(run_config)}
@@ -240,12 +296,15 @@ def train_run(run_config: dict, out_dir, *, resume: bool = True, threads: int | 
     callback = IBCallback(data["x_analysis"], data["y_analysis"], directory=directory,
                           schedule=model_cfg.get("schedule", "log"), n_points=int(model_cfg.get("n_points", 100)),
                           dataset=dataset_meta, run=run_meta)
+    checkpoint = TrainingCheckpoint.callback(checkpoints, callback, every_seconds=checkpoint_seconds)
     # Validate only at the recorded epochs (Keras epochs are 1-based, like the store's): the store keeps
     # the metrics of recorded epochs only, and validating every epoch costs ~3/4 of the fit time here.
     epochs = int(model_cfg["epochs"])
     recorded = epoch_schedule(model_cfg.get("schedule", "log"), epochs, int(model_cfg.get("n_points", 100)))
-    model.fit(data["x_train"], data["y_train"], validation_data=(data["x_test"], data["y_test"]),
-              validation_freq=[int(e) for e in recorded if e >= 1] or 1, epochs=epochs,
-              batch_size=int(model_cfg["batch_size"]), shuffle=True, verbose=verbose, callbacks=[callback])
+    batches, steps = epoch_batches(data["x_train"], data["y_train"], int(model_cfg["batch_size"]), seed, initial,
+                                   epochs)
+    model.fit(batches, steps_per_epoch=steps, initial_epoch=initial, epochs=epochs,
+              validation_data=(data["x_test"], data["y_test"]),
+              validation_freq=[int(e) for e in recorded if e >= 1] or 1, verbose=verbose,
+              callbacks=[callback, checkpoint, *extra])
     return directory
-

@@ -115,6 +115,25 @@ class LockedError(OSError):
     """Another process holds the writer lock."""
 
 
+def lock_held(path: Path) -> bool:
+    """True when some process (this one included) holds the ``flock`` of a :class:`WriterLock` on ``path``:
+    a shared non-blocking lock attempt on a new descriptor fails.  False when the file is missing or the
+    lock is free (its writer released it or died: the kernel drops a dead process's locks)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 class WriterLock:
     """Exclusive, non-blocking ``fcntl.flock`` on a lock file; released by :meth:`release` or process death.
 

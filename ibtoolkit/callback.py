@@ -9,19 +9,23 @@ schedule (:mod:`ibtoolkit.schedules`), so that I(X;T) and I(T;Y) can be estimate
 Epoch numbering (the store's): epoch k is the network after k completed training epochs; Keras'
 ``on_epoch_end(epoch=i)`` records epoch ``i + 1 + offset``.  The offset continues a run: a second
 ``fit`` on the same callback, or a new callback on an existing store directory, continues after the
-epochs already trained (``max(epochs trained by this callback, last stored epoch)``), unless
-``initial_epoch`` already says so (then ``offset = max(0, start - initial_epoch)``).
+epoch whose weights the model has (``start``: the store's recorded state equal to the model's weights,
+see "Continuing a store"; ``max(epochs trained by this callback, last stored epoch)`` for a store
+without fingerprints), unless ``initial_epoch`` already says so (then ``offset = max(0, start -
+initial_epoch)``).
 
 Live estimation: with ``estimators=["exact", ...]`` the callback also estimates I(X;T) and I(T;Y)
 (bits) at each recorded epoch and adds ``ib/<layer>/ixt`` and ``ib/<layer>/ity`` (first estimator)
-or ``ib/<estimator>/<layer>/ixt`` (others) to the Keras ``logs``: they reach ``History`` (only at
-recorded epochs, so those lists are shorter than ``loss``) and callbacks placed after this one
-(e.g. ``TensorBoard``).  The values are also stored with the epoch's metrics.
+or ``ib/<estimator>/<layer>/ixt`` (others) to the Keras ``logs``, at every epoch (NaN where not
+recorded), so History, CSVLogger and TensorBoard placed after it see a rectangular table; the values
+are also stored with the epoch's metrics.  An estimator that cannot measure a layer by its
+declaration (``exact`` on a continuous one) is refused once, in ``on_train_begin``, before the store
+is touched (:mod:`ibtoolkit.live`).
 
 Writing: the extraction runs in ``on_epoch_end`` (the weights change right after), by default as
 one XLA-compiled function (``jit_compile="auto"``).  XLA compiles on a helper thread
 while Keras traces its first training step, so epoch 0 of a new store comes from the model's layers
-run eagerly (no trace; the same values up to float rounding, see :class:`ibtoolkit.taps.Extractor`)
+run eagerly (no trace; the same values up to float rounding, see :class:`ibtoolkit.extractor.Extractor`)
 and every later epoch from XLA.  Each epoch is committed to the store
 (:meth:`ActivationStore.append`: one block appended to each layer file, one log line) before
 ``on_epoch_end`` returns, so a SIGKILL after it loses nothing.  With ``background=True`` the commit
@@ -32,6 +36,19 @@ writer is raised in the training thread at the next epoch or at the end of ``fit
 (:class:`ibtoolkit.store.BackgroundWriter`).  It pays off only with spare cores and slow storage:
 otherwise the writer thread's CPU and GIL traffic cost training more than the commit itself
 (``benchmarks/bench_callback.py`` compares both), so it is off by default.
+
+Continuing a store: every commit records the fingerprint of the model's weights
+(:mod:`ibtoolkit.fingerprint`; the extraction graph copies the weights in the same call), and a
+``fit`` that ends between recorded epochs leaves an event ``trained`` with the final weights'
+fingerprint.  A callback on an existing store compares the model's weights with these states in
+``on_train_begin``, before the store is opened for writing: a model whose weights are none of them
+(a fresh model, another run) is refused with a :class:`~ibtoolkit.StoreError` that names the store
+and a free sibling directory for a new run (one run per store), and nothing is written.  A model at
+one of them continues after that state's epoch; an older state than the last committed epoch (a
+checkpoint) trains the later epochs again without recording them twice, and the store records it
+(events ``retrained`` and, at the last committed epoch, ``retrained_check``: whether the retraining
+reproduced the recorded weights).  Stores recorded without fingerprints continue after their last
+epoch, as before.
 
 Divergence (non-finite loss or activations): an event ``diverged`` is recorded, the status
 set to ``diverged``, one warning issued, and nothing more is recorded; earlier epochs are kept and
@@ -56,7 +73,11 @@ import tensorflow as tf  # noqa: E402
 from .registry import get_estimator  # noqa: E402
 from .schedules import DEFAULT_N_POINTS, epoch_schedule  # noqa: E402
 from .store import DTYPES, ActivationStore, BackgroundWriter, run_metadata  # noqa: E402
-from .taps import check_jit_compile, make_extractor, representation_taps  # noqa: E402
+from .continuation import continued_epoch, retrained_check_message, retraining_message  # noqa: E402
+from .fingerprint import WeightFingerprint, fingerprint_values  # noqa: E402
+from .live import fill_history, history_keys, log_prefix, refuse_unmeasurable  # noqa: E402
+from .extractor import check_jit_compile, make_extractor  # noqa: E402
+from .taps import representation_taps  # noqa: E402
 from .validation import all_finite, as_labels, require_finite  # noqa: E402
 
 __all__ = ["IBCallback", "DivergenceWarning", "default_directory"]
@@ -115,15 +136,17 @@ def _describe_model(model, taps) -> dict:
         lines = [f"(larq summary unavailable: {type(exc).__name__}: {exc})"]
         model.summary(print_fn=lines.append)
     desc["summary"] = "\n".join(lines)
-    desc["taps"] = [{"name": t.name, "width": t.width, "binary": t.binary, "source": t.source,
-                     "quantizer": None if t.quantizer is None else
-                     getattr(t.quantizer, "name", None) or getattr(t.quantizer, "__name__", repr(t.quantizer))}
-                    for t in taps]
+    desc["taps"] = [t.describe() for t in taps]
     return desc
 
 
 class IBCallback(tf.keras.callbacks.Callback):
     """Record every hidden representation of a model on an analysis set while it trains.
+
+    Every commit carries the fingerprint of the model's weights (:mod:`ibtoolkit.fingerprint`), copied
+    by the extraction graph itself; a callback on an existing store continues it only with a model
+    whose weights are one of the store's recorded states, refusing any other before anything is
+    written (module docstring, "Continuing a store").
 
     Parameters
     ----------
@@ -150,7 +173,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         Rows per extraction batch.
     jit_compile : {"auto", True, False}
         Compile the extraction with XLA: ``"auto"`` (default) when XLA can compile the model, else
-        the plain graph (see :class:`ibtoolkit.taps.Extractor`; continuous taps may then differ from
+        the plain graph (see :class:`ibtoolkit.extractor.Extractor`; continuous taps may then differ from
         ``model.predict`` by rounding, up to about 5e-6).
     dtype : {"float32", "float16"}
         Storage type of continuous layers.
@@ -166,6 +189,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         ``variant`` and ``seed`` into every row.  Continuing a store that holds a different run dict
         raises :class:`ibtoolkit.store.StoreError` in ``on_train_begin``.
     """
+
+    _fingerprint_commits = True  # benchmarks switch it off to measure the fingerprint's cost
 
     def __init__(self, x, y, directory=None, schedule="log", n_points: int = DEFAULT_N_POINTS, layers=None,
                  estimators=None, dataset=None, batch_size: int = 4096, dtype: str = "float32", verbose: int = 0,
@@ -229,7 +254,11 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._diverged = False
         self._warned = False
         self._last_logs: dict = {}
+        self._history_keys: list[str] = []
         self._writer: BackgroundWriter | None = None
+        self._fingerprint = None
+        self._retrain_to = None
+        self._retrain_states: dict = {}
 
     # ------------------------------------------------------------------ lifecycle
     def on_train_begin(self, logs=None):
@@ -238,9 +267,11 @@ class IBCallback(tf.keras.callbacks.Callback):
         model = self.model
         if self._extractor is None or self._model_id != id(model):
             self.taps = representation_taps(model, self.layers)
-            self._extractor = make_extractor(model, self.taps, self.batch_size, self.jit_compile)
+            self._extractor = make_extractor(model, self.taps, self.batch_size, self.jit_compile,
+                                             model.weights if self._fingerprint_commits else None)
             self._prepared = self._extractor.prepare(self.x)
             self._model_id = id(model)
+            self._fingerprint = WeightFingerprint(model)
             if self._extractor.jit_compiled is None:  # XLA compiles beside Keras' tracing of epoch 1
                 self._extractor.trace(True)  # Keras layers are traced on this thread only
                 compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="IBCallback-xla")
@@ -253,6 +284,9 @@ class IBCallback(tf.keras.callbacks.Callback):
                    "n_classes": n_classes, "label_counts": np.bincount(self.y, minlength=n_classes).tolist()}
         schedule = {"spec": self.schedule if isinstance(self.schedule, str) else np.asarray(self.schedule).tolist(),
                     "n_points": int(self.n_points)}
+        refuse_unmeasurable(self.estimators, self.taps)
+        self._history_keys = history_keys(self._estimator_names, self.taps)
+        continued = self._continued_epoch()  # before the store is opened for writing: a refusal changes nothing
         self.store = ActivationStore.create(
             self.directory, inputs=self._x_est, labels=self.y, layers=[(t.name, t.width) for t in self.taps],
             binary=[t.binary for t in self.taps], model=_describe_model(model, self.taps), dataset=dataset,
@@ -262,7 +296,8 @@ class IBCallback(tf.keras.callbacks.Callback):
             self._writer = BackgroundWriter(max_pending=2, name="IBCallback-writer")
         epochs = self.store.epochs
         self._stored_last = int(epochs[-1]) if len(epochs) else None
-        self._start = max(self._trained, self._stored_last or 0)
+        self._start = max(self._trained, self._stored_last or 0) if continued is None else continued
+        self._retrain_to = self._note_retraining(continued)
         self._offset = None  # known at the first on_epoch_begin (Keras does not tell initial_epoch earlier)
         self._to_record = set()
         self._end = None
@@ -287,14 +322,19 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._last_logs = logs if logs is not None else {}
         self._check_writes()
         if self._diverged:
+            fill_history(logs, self._history_keys)
             return
         metrics = _scalar_metrics(logs)
         bad = [k for k, v in metrics.items() if k.endswith("loss") and not np.isfinite(v)]
         if bad:
             self._diverge(absolute, f"non-finite {', '.join(bad)} at epoch {absolute}")
+            fill_history(logs, self._history_keys)
             return
         if absolute in self._to_record:
             self._record(absolute, logs, metrics)
+        elif absolute == self._retrain_to:
+            self._check_retrained(absolute)
+        fill_history(logs, self._history_keys)
 
     def on_train_end(self, logs=None):
         if self.store is None:
@@ -306,8 +346,12 @@ class IBCallback(tf.keras.callbacks.Callback):
                 if (isinstance(self.schedule, str) and self._stored_last is not None
                         and self._trained > self._stored_last):
                     self._record(self._trained, self._last_logs)  # stopped early: the final state, as planned
+                elif self._stored_last is not None and self._trained > self._stored_last:
+                    self._write(self.store.add_event, "trained", f"fit ended after epoch {self._trained} "
+                                f"(not a recorded epoch)", self._trained, weights=self._fingerprint())
                 if not self._diverged:
-                    done = self._end is not None and self._trained >= self._end
+                    done = (self._end is not None and self._trained >= self._end
+                            and self._trained >= (self._stored_last or 0))  # a retraining behind the store is not
                     self._write(self.store.set_status, "complete" if done else "interrupted")
             self._check_writes(wait=True)
             self._wait_compile()  # jit_compile=True and XLA failed: say so even if no epoch needed it
@@ -358,7 +402,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         else:
             wanted = np.asarray(self.schedule)
             planned = epoch_schedule(self.schedule, max(end, int(wanted.max())), self.n_points)
-        return {int(e) for e in planned if current < e <= end}
+        after = self._stored_last if self._stored_last is not None else -1  # retrained epochs are not re-recorded
+        return {int(e) for e in planned if current < e <= end and e > after}
 
     def _extract(self, initial: bool) -> dict[str, np.ndarray]:
         """All taps now, as read-only views (no copy; the store only reads them).  While XLA still
@@ -393,13 +438,49 @@ class IBCallback(tf.keras.callbacks.Callback):
         metrics.update(live)
         if logs is not None and live:
             logs.update(live)  # the same dict reaches History and later callbacks
-        self._write(self.store.append, epoch, acts, metrics=metrics)
+        weights = None if self._extractor.weights is None else fingerprint_values(self._extractor.weights)
+        self._write(self.store.append, epoch, acts, metrics=metrics, weights=weights)
         self._stored_last = epoch
+
+    # ------------------------------------------------------------------ continuing a store
+    @property
+    def last_committed(self) -> int | None:
+        """The last epoch committed to the store (pending background writes waited for), or None."""
+        self._check_writes(wait=True)
+        return self._stored_last
+
+    @property
+    def trained_epochs(self) -> int:
+        """Epochs the model has completed, in the store's numbering."""
+        return self._trained
+
+    def _continued_epoch(self) -> int | None:
+        """The store epoch whose weights the model has now (:func:`ibtoolkit.continuation.continued_epoch`:
+        StoreError for a model at none of the store's states)."""
+        return continued_epoch(self.directory, self._fingerprint())
+
+    def _note_retraining(self, continued: int | None) -> int | None:
+        """When the model continues from an epoch before the store's last, say in the store that the
+        epochs after it are trained again (and not recorded twice); return the last of them."""
+        last = self._stored_last
+        if continued is None or last is None or continued >= last:
+            return None
+        message = retraining_message(continued, last)
+        self._write(self.store.add_event, "retrained", message, continued)
+        warnings.warn(f"IBCallback: {self.directory}: {message}", RuntimeWarning, stacklevel=3)
+        self._retrain_states = self.store.weight_states
+        return last
+
+    def _check_retrained(self, epoch: int) -> None:
+        """At the store's last epoch of a retraining: did it reproduce the recorded weights?"""
+        now = self._fingerprint()
+        message = retrained_check_message(epoch, now, (self._retrain_states.get(epoch) or [None])[0])
+        self._write(self.store.add_event, "retrained_check", message, epoch, weights=now)
 
     def _estimate(self, epoch: int, acts) -> dict[str, float]:
         out = {}
         for i, (name, est) in enumerate(zip(self._estimator_names, self.estimators)):
-            prefix = "ib" if i == 0 else f"ib/{name}"
+            prefix = log_prefix(i, name)
             for tap in self.taps:
                 try:
                     t = np.array(acts[tap.name])  # a writable copy: the extraction hands out read-only views

@@ -122,6 +122,22 @@ class Estimator:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
 
+    def refusal(self, layer: str, discrete: bool | None) -> str | None:
+        """Why this estimator cannot measure ``layer``, or None.
+
+        ``discrete`` is the layer's declaration (from the quantizer its consumer applies, see
+        :mod:`ibtoolkit.taps`): True for declared discrete codes, False for a continuous layer,
+        None when nothing is declared (then only the data can be checked, by :meth:`estimate`).
+        A discrete-only estimator refuses a layer declared continuous: asked once per layer, before
+        any estimate (``IBCallback`` at ``on_train_begin``, :func:`ibtoolkit.information_plane`
+        before reading the layer), never guessed from how many levels a column happens to take.
+        """
+        if self.discrete_only and discrete is False:
+            return (f"estimator {self.name or type(self).__name__!r} measures discrete codes only, and layer "
+                    f"{layer!r} is continuous (no quantizer of its consumer declares discrete values); use "
+                    f"'binning' or 'kde' for continuous layers")
+        return None
+
     # -- the contract ---------------------------------------------------------------------------
     def estimate(self, x, t, y) -> EstimateResult:
         """Estimate I(X;T) and I(T;Y) in bits.

@@ -33,7 +33,9 @@ The serial path runs the very same per-epoch code, so serial and parallel tables
 One tidy row per (estimator, layer, epoch); the columns are listed in :data:`BASE_COLUMNS` (then
 the estimators' extras, then the Keras metrics of the epoch, then ``status`` and ``error``).
 A failing estimate never stops the table: it becomes a row with ``status="failed"`` and the
-exception in ``error``; an epoch marked diverged in the store (or whose activations are not
+exception in ``error``; an estimator that refuses a layer by its declaration (``exact`` on a layer
+declared continuous, :meth:`ibtoolkit.Estimator.refusal`) is asked once per layer and its rows are
+``failed`` with the reason, without reading an estimate; an epoch marked diverged in the store (or whose activations are not
 finite) becomes ``status="invalid"``.  The epoch of a ``diverged`` event that was never recorded
 (:class:`ibtoolkit.IBCallback` stops recording at divergence) still gets one ``invalid`` row per
 (estimator, layer) when all epochs are analysed, so the CSV says where and why a run stopped.
@@ -119,6 +121,7 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
     y = y_all if sample_idx is None else y_all[sample_idx]
     ceiling, h_y = _ceilings(x, y)
     invalid = _invalid_epochs(store)
+    refused = _refusals(store, instances, layer_list)
 
     total = len(instances) * len(layer_list) * len(epoch_list)
     from tqdm.auto import tqdm
@@ -127,7 +130,7 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
     with tqdm(total=total, desc=f"information plane {Path(store.directory).name}", unit="est",
               disable=not progress) as bar:
         if n_jobs == 1:
-            ctx = _Context(store, x, y, instances, invalid, sample_idx)
+            ctx = _Context(store, x, y, instances, invalid, sample_idx, refused)
             everything = np.array_equal(epoch_list, np.asarray(store.epochs, dtype=np.int64))
             for layer in layer_list:
                 size = _layer_chunk(chunk, x_all.shape[0], store.widths[layer])
@@ -146,7 +149,7 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
                                        _layer_chunk(chunk, x_all.shape[0], store.widths[layer]))
                       for layer in layer_list}  # here, before any task: the workers get the fitted values
             results.extend(_estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, fitted, sample_idx,
-                                                 invalid, int(n_jobs), bar))
+                                                 invalid, int(n_jobs), bar, refused))
 
     if epochs is None:  # diverged epochs that were never recorded: say so in the table
         for epoch, reason in _unrecorded_divergence(store).items():
@@ -163,8 +166,9 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
 class _Context:
     """What one process needs to estimate: the store, the (sub)sampled x and y, the instances."""
 
-    def __init__(self, store, x, y, instances, invalid, sample_idx=None):
+    def __init__(self, store, x, y, instances, invalid, sample_idx=None, refused=None):
         self.store = store
+        self.refused = refused or {}  # (estimator index, layer) -> why it cannot measure that layer
         self.x = x
         self.y = y
         self.instances = instances
@@ -203,6 +207,9 @@ class _Context:
                 if isinstance(fitted, str):
                     out.append((k, layer, epoch, math.nan, math.nan, {}, "failed", fitted))
                     continue
+                if (k, layer) in self.refused:
+                    out.append((k, layer, epoch, math.nan, math.nan, {}, "failed", self.refused[(k, layer)]))
+                    continue
                 try:
                     res = est.estimate(self.x, t, self.y)
                 except Exception as exc:  # noqa: BLE001 - recorded in the row, never dropped
@@ -213,14 +220,15 @@ class _Context:
         return out
 
 
-def _estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, fitted, sample_idx, invalid, n_jobs, bar):
+def _estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, fitted, sample_idx, invalid, n_jobs, bar,
+                          refused=None):
     """The (layer, epoch chunk) tasks on :class:`ibtoolkit.parallel.Engine` (joblib: loky processes,
     or the backend the caller activated, e.g. Dask); rows in task order."""
     n = int(np.asarray(store.inputs).shape[0])
     token = uuid.uuid4().hex
     directory = str(store.directory)
     tasks = [Task("estimate", f"{layer} epochs {part[0]}-{part[-1]}", _worker_task,
-                  (directory, token, layer, part, specs, fitted[layer], sample_idx, invalid))
+                  (directory, token, layer, part, specs, fitted[layer], sample_idx, invalid, refused))
              for layer in layer_list for part in _split(epoch_list, _layer_chunk(chunk, n, store.widths[layer]))]
     try:
         outcomes = Engine(jobs=n_jobs).map(tasks, _BarOfEstimates(bar), capture=False)
@@ -239,18 +247,18 @@ class _BarOfEstimates:
         self.bar.update(len(outcome.value))
 
 
-def _worker_task(directory, token, layer, epochs, specs, fitted, sample_idx, invalid):
+def _worker_task(directory, token, layer, epochs, specs, fitted, sample_idx, invalid, refused=None):
     """One (layer, epoch chunk) task in a worker: everything it gets is plain, picklable data, the
     layer's fitted values included.  The worker opens the store and builds the estimator instances
     once per call (:func:`worker_state`), so per-instance caches of the inputs serve all of the
     call's tasks there."""
-    ctx = worker_state(token, lambda: _worker_context(directory, specs, sample_idx, invalid))
+    ctx = worker_state(token, lambda: _worker_context(directory, specs, sample_idx, invalid, refused))
     ctx.restore(fitted)
     epochs = np.asarray(epochs, dtype=np.int64)
     return ctx.estimate_block(layer, epochs, ctx.store.read(layer, epochs=epochs))
 
 
-def _worker_context(directory, specs, sample_idx, invalid) -> _Context:
+def _worker_context(directory, specs, sample_idx, invalid, refused=None) -> _Context:
     from .store import open_store
 
     store = open_store(directory)
@@ -258,7 +266,7 @@ def _worker_context(directory, specs, sample_idx, invalid) -> _Context:
     y = np.asarray(store.labels)
     if sample_idx is not None:
         x, y = x[sample_idx], y[sample_idx]
-    return _Context(store, x, y, [_instantiate(spec) for spec in specs], invalid, sample_idx)
+    return _Context(store, x, y, [_instantiate(spec) for spec in specs], invalid, sample_idx, refused)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,6 +382,36 @@ def _ceilings(x, y) -> tuple[float, float]:
     _, counts = np.unique(y, return_counts=True)
     p = counts / counts.sum()
     return math.log2(n_distinct), float(-(p * np.log2(p)).sum()) + 0.0
+
+
+def declared_discrete(store) -> dict[str, bool | None]:
+    """Per layer: True when the store declares it discrete, False when continuous, None when unknown.
+
+    The declaration is the tap's quantizer in the manifest (``model.taps[i].discrete``, written by
+    :class:`ibtoolkit.IBCallback`); a store without it (made by hand) declares its ``binary`` (±1)
+    layers discrete and says nothing about the others.
+    """
+    manifest = getattr(store, "manifest", None) or {}
+    model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
+    taps = {t.get("name"): t for t in (model.get("taps") or []) if isinstance(t, Mapping)}
+    binary = dict(getattr(store, "binary", {}) or {})
+    out = {}
+    for layer in store.layers:
+        declared = taps.get(layer, {}).get("discrete")
+        out[layer] = bool(declared) if isinstance(declared, bool) else (True if binary.get(layer) else None)
+    return out
+
+
+def _refusals(store, instances, layers) -> dict[tuple[int, str], str]:
+    """(estimator index, layer) -> why that estimator refuses that layer, asked once per pair."""
+    declared = declared_discrete(store)
+    out = {}
+    for k, est in enumerate(instances):
+        for layer in layers:
+            reason = est.refusal(layer, declared.get(layer))
+            if reason:
+                out[(k, layer)] = f"refused: {reason}"
+    return out
 
 
 def _invalid_epochs(store) -> dict[int, str]:

@@ -16,7 +16,10 @@ Entry points are loaded once, on the first lookup.  A plugin that fails to impor
 """
 from __future__ import annotations
 
+import ast
 import inspect
+import json
+import re
 import warnings
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -25,7 +28,7 @@ from typing import Any, Callable, Mapping
 from .estimator import EstimateResult, Estimator
 
 __all__ = ["register_estimator", "get_estimator", "available_estimators", "registered_class", "FunctionEstimator",
-           "PluginWarning", "ENTRY_POINT_GROUP", "load_plugins"]
+           "PluginWarning", "ENTRY_POINT_GROUP", "load_plugins", "parse_estimator_spec"]
 
 ENTRY_POINT_GROUP = "ibtoolkit.estimators"
 
@@ -89,7 +92,9 @@ def register_estimator(name: str, *, override: bool = False):
         Registry name, e.g. ``"my_kde"``.  Must be a non-empty identifier-like string.
     override : bool
         Replace an estimator already registered under ``name``.  Without it a clash raises
-        :class:`ValueError`, so a plugin cannot silently shadow a built-in.
+        :class:`ValueError`, so a plugin cannot silently shadow a built-in.  A *redefinition* of the
+        registered object (same module and qualified name: a notebook cell run again, a module
+        reloaded) replaces it without ``override``.
     """
     if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"estimator name must be a non-empty string of letters, digits, '_' or '-', got {name!r}")
@@ -112,7 +117,8 @@ def register_estimator(name: str, *, override: bool = False):
 
 def _add(name: str, cls: type[Estimator], *, override: bool, origin) -> None:
     existing = _REGISTRY.get(name)
-    if existing is not None and not override and not _same(existing, origin):
+    if existing is not None and not override and not _same(existing, origin) \
+            and not _redefinition(existing, origin):
         raise ValueError(f"an estimator named {name!r} is already registered ({_where(existing)}); "
                          f"pass override=True to replace it")
     if existing is not None and _same(existing, origin):
@@ -125,6 +131,13 @@ def _add(name: str, cls: type[Estimator], *, override: bool, origin) -> None:
 
 def _same(cls, origin) -> bool:
     return cls is origin or getattr(cls, "_registry_origin", None) is origin
+
+
+def _redefinition(cls, origin) -> bool:
+    """True when ``origin`` is the registered object defined again (same module and qualified name)."""
+    old = getattr(cls, "_registry_origin", cls)
+    key = lambda obj: (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))  # noqa: E731
+    return key(old) == key(origin) and key(origin)[1] is not None and "<lambda>" not in key(origin)[1]
 
 
 def _where(cls) -> str:
@@ -233,3 +246,103 @@ def get_estimator(spec, **params) -> Estimator:
         return cls(**params)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"estimator {name!r}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------------
+# estimator specs written as text (the CLI)
+# ------------------------------------------------------------------------------------------------
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_LITERAL_WORDS = {"None": None, "True": True, "False": False, "null": None, "true": True, "false": False,
+                  "nan": float("nan"), "inf": float("inf")}
+
+
+def parse_estimator_spec(text: str) -> dict:
+    """Parse an estimator written as text into a spec dict for :func:`get_estimator`, without eval.
+
+    Accepted forms (the label forms are exactly what ``--list-estimators`` and the
+    ``estimator_label`` column print, so a label parses back to its estimator)::
+
+        kde                                      -> {"name": "kde"}
+        kde(noise_variance=1e-3)                 -> {"name": "kde", "noise_variance": 0.001}
+        kde(noise_variance=0.1, dtype=float32)   strings quoted ('float32') or read as words
+        binning(value_range=[-1.0, 1.0], bin_size=None)
+        binning:n_bins=10,miller_madow=true      a shell-friendly form
+        {"name": "binning", "n_bins": 10}        a JSON object
+
+    Values are Python or JSON literals (numbers, strings, ``None``/``null``, ``True``/``true``,
+    lists) read by :func:`ast.literal_eval`; a bare word that is not a literal is a string.
+    ``ValueError`` names the problem (the estimator name itself is checked by :func:`get_estimator`).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"an estimator spec must be a non-empty string, got {text!r}")
+    text = text.strip()
+    if text.startswith("{"):
+        return _json_spec(text)
+    if ":" in text and "(" not in text:
+        name, _, inner = text.partition(":")
+    elif text.endswith(")") and "(" in text:
+        name, _, inner = text[:-1].partition("(")
+    elif "(" in text or ")" in text:
+        raise ValueError(f"estimator spec {text!r}: unbalanced parentheses; write name(param=value, ...)")
+    else:
+        name, inner = text, ""
+    name = name.strip()
+    if not _NAME.match(name):
+        raise ValueError(f"estimator spec {text!r}: {name!r} is not an estimator name (letters, digits, '_', '-')")
+    spec = {"name": name}
+    for item in _split_top_level(inner, text):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise ValueError(f"estimator spec {text!r}: {item.strip()!r} is not of the form param=value")
+        if key in spec:
+            raise ValueError(f"estimator spec {text!r}: parameter {key!r} given twice")
+        spec[key] = _literal(value.strip(), key, text)
+    return spec
+
+
+def _json_spec(text: str) -> dict:
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"estimator spec {text!r} is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ValueError(f"a JSON estimator spec must be an object with a string 'name', got {text!r}")
+    return spec
+
+
+def _split_top_level(inner: str, text: str) -> list[str]:
+    """Split ``a=1, b=[1, 2], c='x,y'`` at the commas outside brackets and quotes."""
+    items, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(inner):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"estimator spec {text!r}: unbalanced brackets")
+        elif ch == "," and depth == 0:
+            items.append(inner[start:i])
+            start = i + 1
+    if quote or depth:
+        raise ValueError(f"estimator spec {text!r}: unbalanced quotes or brackets")
+    items.append(inner[start:])
+    return [item for item in items if item.strip()]
+
+
+def _literal(value: str, key: str, text: str):
+    if value in _LITERAL_WORDS:
+        return _LITERAL_WORDS[value]
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    if _WORD.match(value):
+        return value  # a bare word: a string, as labels print them
+    raise ValueError(f"estimator spec {text!r}: the value of {key!r}, {value!r}, is not a number, a quoted "
+                     f"string, a word, None/True/False or a list")

@@ -81,7 +81,10 @@ def read_plane(path) -> pd.DataFrame:
 
 def _run_metadata(store) -> dict[str, Any]:
     """The run columns of the plane: ``manifest["run"]`` (``IBCallback(run=...)``); a store without
-    run metadata gives the dataset's and the model's names and None for the rest."""
+    run metadata (a user's own IBCallback without ``run=``) gives the dataset's name (``"unnamed"``
+    when none was given), the model's name as ``model`` and ``variant``, ``precision`` from the
+    layers (``binary`` when every recorded layer is ±1, ``full`` when none is, ``mixed`` otherwise)
+    and None for the seed."""
     manifest = getattr(store, "manifest", None) or {}
     run = manifest.get("run") if isinstance(manifest.get("run"), Mapping) else {}
     described = {key: manifest.get(key) for key in ("dataset", "model")}
@@ -93,6 +96,14 @@ def _run_metadata(store) -> dict[str, Any]:
         if isinstance(value, Mapping):
             value = value.get("name")
         meta[key] = value
+    if meta["precision"] is None:
+        flags = set((getattr(store, "binary", None) or {}).values())
+        meta["precision"] = None if not flags else ("binary" if flags == {True} else
+                                                    "full" if flags == {False} else "mixed")
+    if meta["variant"] is None:
+        meta["variant"] = meta["model"]
+    if meta["dataset"] is None:
+        meta["dataset"] = "unnamed"
     return meta
 
 

@@ -175,15 +175,64 @@ def test_live_mi_in_history_equals_offline_estimates(tmp_path):
     exact = get_estimator("exact")
     for layer in HIDDEN:
         offline = [exact.estimate(store.inputs, store.read_epoch(layer, e), store.labels) for e in (1, 3)]
-        np.testing.assert_allclose(hist.history[f"ib/{layer}/ixt"], [r.ixt for r in offline], rtol=1e-12)
-        np.testing.assert_allclose(hist.history[f"ib/{layer}/ity"], [r.ity for r in offline], rtol=1e-12)
-        np.testing.assert_array_equal(hist.history[f"ib/width_toy/{layer}/ixt"], [store.widths[layer]] * 2)
+        # rectangular history: one value per epoch (1, 2, 3), NaN at the unrecorded epoch 2
+        ixt, ity = (np.asarray(hist.history[f"ib/{layer}/{a}"]) for a in ("ixt", "ity"))
+        assert len(ixt) == len(ity) == len(hist.history["loss"]) == 3 and np.isnan(ixt[1]) and np.isnan(ity[1])
+        np.testing.assert_allclose(ixt[[0, 2]], [r.ixt for r in offline], rtol=1e-12)
+        np.testing.assert_allclose(ity[[0, 2]], [r.ity for r in offline], rtol=1e-12)
+        np.testing.assert_array_equal(hist.history[f"ib/width_toy/{layer}/ixt"],
+                                      [store.widths[layer], np.nan, store.widths[layer]])
         epoch0 = exact.estimate(store.inputs, store.read_epoch(layer, 0), store.labels)
         assert store.metrics[0][f"ib/{layer}/ixt"] == pytest.approx(epoch0.ixt, rel=1e-12)
         assert store.metrics[3][f"ib/{layer}/ixt"] == pytest.approx(offline[1].ixt, rel=1e-12)
     # ceilings: I(X;T) <= min(width, log2 N) and I(T;Y) <= H(Y) <= 1 bit
     assert hist.history["ib/hidden_5/ixt"][-1] <= 3 + 1e-9
-    assert all(0 <= v <= 1 + 1e-9 for v in hist.history["ib/hidden_1/ity"])
+    assert all(0 <= v <= 1 + 1e-9 for v in np.asarray(hist.history["ib/hidden_1/ity"])[[0, 2]])
+
+
+class _KeysSeen(tf.keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(sorted(k for k in logs if k.startswith("ib/")))
+
+
+def test_history_csvlogger_and_later_callbacks_stay_rectangular(tmp_path):
+    import pandas as pd
+
+    x, y = _data(128, seed=2)
+    model = _compiled(seed=1)  # tanh net: continuous taps, a continuous estimator
+    cb = IBCallback(x, y, tmp_path / "s", schedule=[2, 5], estimators=[{"name": "binning", "n_bins": 10}])
+    csv = tmp_path / "log.csv"
+    hist = model.fit(x, y, epochs=6, batch_size=64, verbose=0,
+                     callbacks=[cb, tf.keras.callbacks.CSVLogger(str(csv)), later := _KeysSeen()])
+    frame = pd.DataFrame(hist.history)  # raised before: 2 ib values for 6 losses
+    store = open_store(tmp_path / "s")
+    keys = [f"ib/{layer}/{a}" for layer in HIDDEN for a in ("ixt", "ity")]
+    assert frame.shape[0] == 6 and set(keys) <= set(frame.columns)
+    recorded = frame[keys].notna().all(axis=1).to_numpy()
+    np.testing.assert_array_equal(recorded, [False, True, False, False, True, False])  # epochs 2 and 5
+    assert frame[keys].isna().sum().sum() == 4 * len(keys)
+    for epoch in (2, 5):
+        assert frame.loc[epoch - 1, "ib/hidden_3/ixt"] == store.metrics[epoch]["ib/hidden_3/ixt"]
+    logged = pd.read_csv(csv)
+    assert len(logged) == 6
+    np.testing.assert_array_equal(logged["ib/hidden_1/ixt"].to_numpy(), frame["ib/hidden_1/ixt"].to_numpy())
+    # a callback placed after (as TensorBoard would be: it logs every key of logs) saw every key each epoch
+    assert later.seen == [sorted(keys)] * 6
+
+
+def test_live_exact_on_a_continuous_net_is_refused_once_before_training(tmp_path):
+    x, y = _data(64)
+    model = _compiled(seed=0)  # tanh: no layer declares discrete values
+    cb = IBCallback(x, y, tmp_path / "s", estimators=["exact"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning per layer and epoch any more
+        with pytest.raises(ValueError, match=r"'exact' measures discrete codes only.*'hidden_1'.*'binning' or 'kde'"):
+            model.fit(x, y, epochs=2, verbose=0, callbacks=[cb])
+    assert not (tmp_path / "s" / "manifest.json").exists()  # refused before the store was touched
 
 
 class _Poison(tf.keras.callbacks.Callback):
@@ -291,7 +340,9 @@ def test_sigkill_mid_run_leaves_a_readable_store_that_resumes(tmp_path):
     epochs = store.epochs
     assert len(epochs) >= 8
     np.testing.assert_array_equal(epochs, np.arange(len(epochs)))  # schedule "all": no gap, no torn epoch
-    assert store.status == "running"
+    # the manifest still says running (the writer could not change it), but no process holds the lock:
+    # the status is derived on read as interrupted
+    assert store.manifest["status"] == "running" and store.status == "interrupted"
     for layer in store.layers:
         stacked = store.read(layer)
         assert stacked.shape == (len(epochs), 256, store.widths[layer])
@@ -300,12 +351,83 @@ def test_sigkill_mid_run_leaves_a_readable_store_that_resumes(tmp_path):
             np.testing.assert_array_equal(store.read_epoch(layer, int(e)), stacked[k])
 
     x, y = child.make_data()
-    model = child.build_model()
-    model.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[IBCallback(x, y, directory, schedule="all")])
-    resumed = open_store(directory)
     last = int(epochs[-1])
+    before = (directory / "manifest.json").read_bytes(), (directory / "epochs.jsonl").read_bytes()
+    other = child.build_model(seed=1)  # another model on the killed run's store: refused, nothing changed
+    with pytest.raises(StoreError, match=r"not those of any epoch this store recorded.*sibling store.*crash-2"):
+        other.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[IBCallback(x, y, directory, schedule="all")])
+    assert ((directory / "manifest.json").read_bytes(), (directory / "epochs.jsonl").read_bytes()) == before
+    # the same seeded model is the state of epoch 0: it continues from there, trains the recorded epochs
+    # again without recording them twice, says so in the store, and records from last + 1 on
+    model = child.build_model()
+    with pytest.warns(RuntimeWarning, match=rf"epochs 1..{last} are trained again"):
+        model.fit(x, y, epochs=last + 2, batch_size=128, verbose=0,
+                  callbacks=[IBCallback(x, y, directory, schedule="all")])
+    resumed = open_store(directory)
     np.testing.assert_array_equal(resumed.epochs, np.append(epochs, [last + 1, last + 2]))
     assert resumed.status == "complete"
+    kinds = [e["kind"] for e in resumed.events]
+    assert "retrained" in kinds and "retrained_check" in kinds
+    retrained = next(e for e in resumed.events if e["kind"] == "retrained")
+    assert retrained["epoch"] == 0 and f"recording resumes at epoch {last + 1}" in retrained["message"]
+
+
+def test_a_fresh_model_on_an_existing_store_is_refused_and_nothing_is_lost(tmp_path):
+    x, y = _data(128, seed=4)
+    _compiled(seed=0).fit(x, y, epochs=3, batch_size=64, verbose=0,
+                          callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all")])
+    files = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
+    fresh = _compiled(seed=7)  # another initialisation: it does not continue epoch 3
+    with pytest.raises(StoreError) as err:
+        fresh.fit(x, y, epochs=2, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "r")])
+    message = str(err.value)
+    assert str(tmp_path / "r") in message and str(tmp_path / "r-2") in message and "one run" in message
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()} == files
+    assert open_store(tmp_path / "r").status == "complete"
+    # the suggested sibling store takes the new run
+    fresh.fit(x, y, epochs=1, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "r-2")])
+    assert open_store(tmp_path / "r-2").epochs.tolist() == [0, 1]
+
+
+def test_a_fit_ending_between_recorded_epochs_is_continued_at_the_right_epoch(tmp_path):
+    """An explicit schedule records [0, 2]; fit ran 4 epochs: the store keeps the weights of epoch 4
+    (event ``trained``), so a new callback numbers the next epochs 5, 6 (before: 3, 4, mislabelled)."""
+    x, y = _data(128, seed=4)
+    model = _compiled(seed=0)
+    model.fit(x, y, epochs=4, batch_size=64, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "r", schedule=[0, 2])])
+    store = open_store(tmp_path / "r")
+    assert store.epochs.tolist() == [0, 2] and sorted(store.weight_states) == [0, 2, 4]
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all")])
+    store = open_store(tmp_path / "r")
+    assert store.epochs.tolist() == [0, 2, 5, 6]
+    from ibtoolkit.fingerprint import weight_fingerprint
+
+    assert store.weight_states[6] == [weight_fingerprint(model)]
+
+
+def test_continuing_from_an_older_committed_state_retrains_and_records_it(tmp_path):
+    x, y = _data(128, seed=4)
+    model = _compiled(seed=0)
+    saved = {}
+
+    class Keep(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            saved[epoch + 1] = self.model.get_weights()
+
+    model.fit(x, y, epochs=5, batch_size=64, verbose=0,
+              callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all"), Keep()])
+    model.set_weights(saved[2])  # as from a checkpoint of epoch 2, older than the last committed epoch 5
+    with pytest.warns(RuntimeWarning, match=r"epochs 3..5 are trained again"):
+        model.fit(x, y, epochs=5, initial_epoch=2, batch_size=64, verbose=0,
+                  callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all")])
+    store = open_store(tmp_path / "r")
+    assert store.epochs.tolist() == [0, 1, 2, 3, 4, 5]  # no gap, nothing recorded twice
+    assert store.status == "complete"
+    events = {e["kind"]: e for e in store.events}
+    assert events["retrained"]["epoch"] == 2 and events["retrained_check"]["epoch"] == 5
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0,  # the retrained weights of 5 are a known state
+              callbacks=[IBCallback(x, y, tmp_path / "r", schedule="all")])
+    assert open_store(tmp_path / "r").epochs.tolist() == [0, 1, 2, 3, 4, 5, 6]
 
 
 class _Boom(tf.keras.callbacks.Callback):

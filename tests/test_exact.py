@@ -186,3 +186,46 @@ def test_mutual_information_of_two_arrays(rng):
 def test_bad_input_raises_value_error(x, t, y, match):
     with pytest.raises(ValueError, match=match):
         ExactEstimator().estimate(x, t, y)
+
+
+# ----------------------------------------------------------------------------- declared discreteness
+def _declared_store(tmp_path, rng):
+    """A store whose manifest declares layer 'codes' discrete (a 2-bit DoReFa consumer, values k/3)
+    and 'bn' continuous, though 'bn' takes only 7 distinct values: level counting would accept it."""
+    from ibtoolkit.store import ActivationStore
+
+    x = rng.choice([-1.0, 1.0], size=(200, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    codes = rng.integers(0, 4, size=(200, 3)).astype(np.float32) / 3
+    bn = rng.integers(-3, 4, size=(200, 3)).astype(np.float32) * 0.25
+    taps = [{"name": "codes", "width": 3, "binary": False, "discrete": True, "levels": 4},
+            {"name": "bn", "width": 3, "binary": False, "discrete": False, "levels": None}]
+    with ActivationStore.create(tmp_path / "s", inputs=x, labels=y, layers=[("codes", 3), ("bn", 3)],
+                                binary=[False, False], model={"name": "m", "taps": taps}) as store:
+        store.append(0, {"codes": codes, "bn": bn})
+    return x, y, codes, bn
+
+
+def test_exact_measures_declared_discrete_layers_and_refuses_declared_continuous_ones(tmp_path, rng):
+    x, y, codes, bn = _declared_store(tmp_path, rng)
+    plane = ibtoolkit.information_plane(tmp_path / "s", ["exact", "binning"], progress=False)
+    exact = plane[plane["estimator"] == "exact"].set_index("layer")
+    assert exact.loc["codes", "status"] == "ok" and exact.loc["codes", "levels"] == 4
+    assert exact.loc["codes", "ixt"] == pytest.approx(H(codes) + H(x) - H(x, codes))  # duplicate inputs
+    assert exact.loc["codes", "ity"] == pytest.approx(H(codes) + H(y) - H(codes, y))
+    assert exact.loc["bn", "status"] == "failed"
+    assert "layer 'bn' is continuous" in exact.loc["bn", "error"] and "'binning' or 'kde'" in exact.loc["bn", "error"]
+    # the same numbers given directly (no declaration) pass the level count: only the declaration refuses
+    assert ExactEstimator().estimate(x, bn, y).extras["levels"] == 7
+    assert (plane[plane["estimator"] == "binning"]["status"] == "ok").all()
+
+
+def test_exact_reports_the_levels_it_saw():
+    rng = np.random.default_rng(0)
+    t = rng.choice([-1.0, 1.0], size=(100, 40)).astype(np.float32)
+    x = np.arange(100, dtype=np.float32)[:, None]
+    y = rng.integers(0, 2, 100)
+    assert ExactEstimator().estimate(x, t, y).extras["levels"] == 2
+    assert ExactEstimator().estimate(x, np.ones((100, 3), np.float32), y).extras["levels"] == 1
+    with pytest.raises(ValueError, match="'binning' or 'kde'"):
+        ExactEstimator(max_levels=4).estimate(x, rng.normal(size=(100, 2)), y)

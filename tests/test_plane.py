@@ -422,3 +422,25 @@ def test_live_estimators_refuse_a_fit_on_the_future():
     x, y = make_data()
     with pytest.raises(ValueError, match="live estimators cannot be fitted"):
         ibtoolkit.IBCallback(x, y, estimators=[{"name": "binning", "value_range": "data"}])
+
+
+def test_a_users_store_without_run_metadata_gets_dataset_precision_and_variant(tmp_path):
+    """IBCallback without run=: the rows still say which dataset (unnamed), precision (from the layers)
+    and variant (the model name), so the phase table has no NaN in those columns."""
+    from ibtoolkit.phases import phase_table
+    from ibtoolkit.store import ActivationStore
+
+    rng = np.random.default_rng(0)
+    x = rng.choice([-1.0, 1.0], size=(64, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    for name, binary in (("bnn", [True, True]), ("mix", [True, False])):
+        with ActivationStore.create(tmp_path / name, inputs=x, labels=y, layers=[("a", 4), ("b", 3)],
+                                    binary=binary, model={"name": f"my_{name}"}) as store:
+            for e in range(4):
+                store.append(e, {"a": np.sign(rng.normal(size=(64, 4))) + 0.0,
+                                 "b": np.sign(rng.normal(size=(64, 3))) + 0.0})
+        df = ibtoolkit.information_plane(tmp_path / name, "binning", progress=False)
+        assert set(df["dataset"]) == {"unnamed"} and set(df["variant"]) == {f"my_{name}"}
+        assert set(df["precision"]) == {"binary" if name == "bnn" else "mixed"}
+        table = phase_table(df[df["status"] == "ok"], n_boot=10)
+        assert table[["dataset", "model", "precision", "variant"]].notna().all().all()

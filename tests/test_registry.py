@@ -233,3 +233,61 @@ def test_public_api_is_exported():
     for attr in ("get_estimator", "register_estimator", "available_estimators", "Estimator", "EstimateResult",
                  "PluginWarning"):
         assert hasattr(ibtoolkit, attr)
+
+
+# -- specs written as text (the CLI) -------------------------------------------------------------
+from ibtoolkit.registry import parse_estimator_spec  # noqa: E402
+
+
+@pytest.mark.parametrize("text, spec", [
+    ("kde", {"name": "kde"}),
+    ("kde(noise_variance=1e-3)", {"name": "kde", "noise_variance": 0.001}),
+    (" binning( n_bins = 10 ) ", {"name": "binning", "n_bins": 10}),
+    ("binning(value_range=[-1.0, 1.0], bin_size=None, miller_madow=False)",
+     {"name": "binning", "value_range": [-1.0, 1.0], "bin_size": None, "miller_madow": False}),
+    ("kde(dtype=float32)", {"name": "kde", "dtype": "float32"}),
+    ("kde(dtype='float64')", {"name": "kde", "dtype": "float64"}),
+    ("binning(value_range=data)", {"name": "binning", "value_range": "data"}),
+    ("binning:n_bins=10,miller_madow=true", {"name": "binning", "n_bins": 10, "miller_madow": True}),
+    ('{"name": "binning", "n_bins": 10}', {"name": "binning", "n_bins": 10}),
+])
+def test_parse_estimator_spec_forms(text, spec):
+    assert parse_estimator_spec(text) == spec
+
+
+@pytest.mark.parametrize("text, message", [
+    ("kde(noise_variance=1e-3", "unbalanced parentheses"),
+    ("kde(0.1)", "is not of the form param=value"),
+    ("kde(a=1, a=2)", "given twice"),
+    ("kde(a=__import__('os').system('true'))", "is not a number, a quoted string"),
+    ("k de", "is not an estimator name"),
+    ('{"n_bins": 3}', "string 'name'"),
+    ("binning(value_range=[1, 2)", "unbalanced"),
+])
+def test_parse_estimator_spec_refuses_with_a_reason(text, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        parse_estimator_spec(text)
+
+
+@pytest.mark.parametrize("name", ["exact", "binning", "kde", "ksg"])
+def test_every_label_parses_back_to_the_same_estimator(name):
+    for est in (get_estimator(name), get_estimator(name, **_non_default(name))):
+        again = get_estimator(parse_estimator_spec(est.describe()))
+        assert type(again) is type(est) and again.params() == est.params() and again.describe() == est.describe()
+
+
+def _non_default(name):
+    return {"exact": {"miller_madow": True}, "binning": {"n_bins": 12, "value_range": "data"},
+            "kde": {"noise_variance": 1e-3, "dtype": "float64"}, "ksg": {"k": 5}}[name]
+
+
+def test_a_notebook_cell_run_again_replaces_its_estimator():
+    source = ("from ibtoolkit import register_estimator\n"
+              "@register_estimator('test_cell')\n"
+              "def cell(x, t, y):\n"
+              "    return {value}, 0.0\n")
+    for value in (1.0, 2.0):  # the same cell executed twice, as Jupyter does, in one module namespace
+        exec(compile(source.format(value=value), "<cell>", "exec"), {"__name__": "__main__"})
+    assert tuple(get_estimator("test_cell").estimate(*data())) == (2.0, 0.0)
+    with pytest.raises(ValueError, match="already registered"):  # another object under that name still clashes
+        register_estimator("test_cell")(lambda x, t, y: (0.0, 0.0))

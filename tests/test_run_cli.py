@@ -154,6 +154,8 @@ def test_estimator_failing_on_one_layer_fails_only_those_rows(tiny_run, capsys):
     (["--jobs", "0"], "--jobs must be a positive number of workers or -1"),
     (["--jobs", "-2"], "--jobs must be a positive number of workers or -1 (all cores), got -2"),
     (["--plugin", "no_such_module_xyz"], "--plugin no_such_module_xyz: could not import it"),
+    (["--estimator", "kde(noise_variance=1e-3"], "unbalanced parentheses"),
+    (["--estimator", "kde(bandwidth=2)"], "estimator 'kde' got unknown parameter(s) ['bandwidth']"),
 ])
 def test_bad_arguments_exit_2_with_a_useful_message(args, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
@@ -175,6 +177,14 @@ def test_unwritable_out_exits_2(tmp_path, capsys):
         main(["--preset", "tiny", "--out", str(blocker / "sub")])
     assert exc.value.code == 2
     assert "is not writable" in capsys.readouterr().err
+
+
+def test_out_on_a_pseudo_file_system_names_the_directory_that_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--preset", "tiny", "--out", "/proc/foo"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out /proc/foo is not writable (cannot create directories in /proc" in err
 
 
 def test_list_estimators_in_a_real_subprocess():
@@ -313,3 +323,84 @@ def test_disk_full_while_writing_outputs_exits_1_keeping_the_stores(tiny_run, tm
     monkeypatch.undo()
     assert main(["--preset", "tiny", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert (out / "report.md").is_file()
+
+
+# -- estimator parameters on the command line ----------------------------------------------------
+def test_cli_parameters_are_merged_over_the_presets_spec():
+    from experiments import presets
+    from experiments.run import resolve_estimators
+
+    dnn = next(m for m in presets.get_preset("tiny")["models"] if m["precision"] == "full")
+    preset_binning = next(s for s in dnn["estimators"] if s["name"] == "binning")
+    specs = resolve_estimators(["binning(n_bins=10)", "binning", "kde(noise_variance=1e-3)",
+                                "binning(n_bins=10)"], dnn)
+    assert specs[0] == {**preset_binning, "n_bins": 10}       # merged over the preset's spec, not in place of it
+    assert specs[1] == preset_binning
+    assert specs[2]["noise_variance"] == 0.001 and len(specs) == 3  # the repeated set kept once
+
+
+def test_two_parameter_sets_of_one_estimator_are_told_apart_everywhere(tiny_run, capsys):
+    src, _ = tiny_run
+    import shutil
+
+    out = src.parent / "two-sets"
+    shutil.copytree(src, out)
+    code = main(["--preset", "tiny", "--out", str(out), "--estimator", "binning(n_bins=10)",
+                 "--estimator", "binning(n_bins=30, value_range=[-1.0, 1.0])", "--resume", "--no-progress",
+                 "--quiet"])
+    assert code == 0
+    df = read_plane(out / "information_plane.csv")
+    assert set(df["estimator"]) == {"binning(n_bins=10)", "binning(n_bins=30)"}
+    assert df.groupby("estimator")["estimator_label"].nunique().eq(1).all()
+    phases = pd.read_csv(out / "phases.csv")
+    assert set(phases["estimator"]) == {"binning(n_bins=10)", "binning(n_bins=30)"}
+    # the two sets differ on ±1 codes only through the bin count: with 10 bins on [-1, 1] -1 and +1 still
+    # fall in different bins, so both equal exact there; on the tanh net they differ
+    dnn = df[df["run"] == RUNS[0]].pivot_table(index=["layer", "epoch"], columns="estimator", values="ixt")
+    assert (dnn["binning(n_bins=10)"] <= dnn["binning(n_bins=30)"] + 1e-9).mean() > 0.5
+    figures = sorted(p.name for p in (out / "figures").glob("plane-*.png"))
+    assert any("n_bins_10" in f for f in figures) and any("n_bins_30" in f for f in figures)
+    # the label printed in the table parses back as an --estimator
+    from experiments.run import parse_cli_estimators
+
+    assert parse_cli_estimators(["binning(n_bins=10)"]) == [{"name": "binning", "n_bins": 10}]
+
+
+# -- --resume continues a killed training run ----------------------------------------------------
+def test_resume_continues_a_killed_run_from_its_checkpoint_like_an_uninterrupted_run(tmp_path):
+    """Killed (SIGKILL) right after epoch 14 with its checkpoint at epoch 9: --resume restores weights,
+    optimizer state and epoch from the checkpoint, trains epochs 10..14 again (recorded as such, not
+    twice), records 15..20, and ends where an uninterrupted run ends: the same weights."""
+    from experiments import presets
+    from experiments.training import expand_runs, train_run
+    from ibtoolkit import open_store
+
+    preset = presets.get_preset("tiny")
+    preset["models"] = [m for m in preset["models"] if m["precision"] == "binary"]
+    preset["models"][0]["epochs"] = 20
+    (cfg,) = expand_runs(preset)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pathlib.Path(__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    child = pathlib.Path(__file__).parent / "_resume_child.py"
+    proc = subprocess.run([sys.executable, str(child), str(tmp_path / "killed"), json.dumps(cfg), "9", "14"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    directory = tmp_path / "killed" / "runs" / cfg["run_id"]
+    killed = open_store(directory)
+    assert killed.status == "interrupted" and killed.epochs.tolist() == list(range(15))
+    assert json.loads((tmp_path / "killed" / "checkpoints" / cfg["run_id"] / "state.json").read_text())["epoch"] == 9
+
+    with pytest.warns(RuntimeWarning, match="epochs 10..14 are trained again"):
+        train_run(cfg, tmp_path / "killed", resume=True)
+    resumed = open_store(directory)
+    assert resumed.status == "complete" and resumed.epochs.tolist() == list(range(21))  # no gap, no repeat
+    retrained = [e for e in resumed.events if e["kind"] == "retrained"]
+    assert len(retrained) == 1 and retrained[0]["epoch"] == 9 and "epochs 10..14 are trained again" in \
+        retrained[0]["message"]
+    check = next(e for e in resumed.events if e["kind"] == "retrained_check")
+    assert "reproduced the recorded weights of epoch 14 exactly" in check["message"]
+
+    reference = open_store(train_run(cfg, tmp_path / "straight", resume=False))
+    assert reference.weight_states[20] == resumed.weight_states[20]  # bitwise the same final weights
+    for layer in reference.layers:
+        np.testing.assert_array_equal(resumed.read(layer), reference.read(layer))

@@ -864,3 +864,55 @@ def test_background_writer_keeps_order_and_stops_after_a_failure():
     assert done == [0, 1, 2] and len(threads) == 1 and threading.get_ident() not in threads
     with pytest.raises(ValueError, match="max_pending"):
         BackgroundWriter(max_pending=0)
+
+
+# ----------------------------------------------------------------------------- status and weight states
+def test_status_running_is_derived_from_the_writer_lock(tmp_path):
+    """A live writer reads as running; the same manifest without a lock holder reads as interrupted."""
+    x = np.ones((4, 2), np.float32)
+    y = np.array([0, 1, 0, 1])
+    w = ActivationStore.create(tmp_path / "s", inputs=x, labels=y, layers=[("a", 2)], binary=[False])
+    w.append(0, {"a": x})
+    assert w.status == "running" and open_store(tmp_path / "s").status == "running"  # lock held (this process)
+    w._lock.release()  # the writer is gone as if killed: the kernel drops its flock, the manifest stays
+    reader = open_store(tmp_path / "s")
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["status"] == "running"
+    assert reader.status == "interrupted"
+    (tmp_path / "s" / ".lock").unlink()
+    assert open_store(tmp_path / "s").status == "interrupted"
+    w._close_files()
+
+
+def test_weight_fingerprints_travel_with_commits_and_events(tmp_path):
+    x = np.ones((4, 2), np.float32)
+    y = np.array([0, 1, 0, 1])
+    with ActivationStore.create(tmp_path / "s", inputs=x, labels=y, layers=[("a", 2)], binary=[False]) as w:
+        w.append(0, {"a": x}, weights="crc32:00000001/6")
+        w.append(1, {"a": x})  # a commit without a fingerprint (older writers) is allowed
+        w.add_event("trained", "fit ended after epoch 3", 3, weights="crc32:00000003/6")
+        with pytest.raises(ValueError, match="fingerprint string"):
+            w.append(2, {"a": x}, weights=7)
+        assert w.epochs.tolist() == [0, 1]  # the refused epoch left nothing
+    r = open_store(tmp_path / "s")
+    assert r.weight_states == {0: ["crc32:00000001/6"], 3: ["crc32:00000003/6"]}
+    r.verify()
+    assert [json.loads(line).get("weights") for line in (tmp_path / "s" / "epochs.jsonl").read_text().splitlines()] \
+        == ["crc32:00000001/6", None]
+
+
+def test_the_numpy_only_status_recipe_of_docs_store_md(tmp_path):
+    """docs/store.md's reader without ibtoolkit derives the same status as ActivationStore.status."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "store.md").read_text()
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", page, re.S) if "def status" in c]
+    namespace = {}
+    exec(code, namespace)
+    x = np.ones((4, 2), np.float32)
+    w = ActivationStore.create(tmp_path / "s", inputs=x, labels=np.array([0, 1, 0, 1]), layers=[("a", 2)],
+                               binary=[False])
+    assert namespace["status"](str(tmp_path / "s")) == open_store(tmp_path / "s").status == "running"
+    w._lock.release()  # as if the writer died
+    assert namespace["status"](str(tmp_path / "s")) == open_store(tmp_path / "s").status == "interrupted"
+    w._close_files()

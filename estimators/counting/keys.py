@@ -78,7 +78,7 @@ def row_keys(a: np.ndarray, *, max_levels: int | None = None, name: str = "t", c
             raise ValueError(
                 f"{name} looks continuous: column {j} has {int(levels[j])} distinct values "
                 f"(more than max_levels={max_levels}; {bad.size} of {d} columns exceed it). The exact "
-                f"estimator needs discrete codes; use the 'binning' estimator for continuous activations, "
+                f"estimator needs discrete codes; use 'binning' or 'kde' for continuous activations, "
                 f"or raise max_levels if these really are discrete levels")
     return codes_keys(codes, levels)
 

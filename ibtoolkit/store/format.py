@@ -24,7 +24,18 @@ shape (N, ceil(d / 8)) uint8 that come back as ±1 float32 through
 A log line is the record ``{"epoch", "metrics", "blocks", "time", "crc32"}`` where ``crc32`` is the
 CRC-32 of the record without its ``"crc32"`` key as canonical JSON (:func:`canonical_json`: keys
 sorted, separators ``,`` and ``:``).  An epoch exists once its log line is complete; a last line
-without its newline is a torn write and is ignored.
+without its newline is a torn write and is ignored.  A line may also carry ``"weights"``, the
+fingerprint of the model's weights at that epoch (:mod:`ibtoolkit.fingerprint`, e.g.
+``"crc32:e1ca97f3/294"``); events ``trained`` and ``retrained_check`` carry one for a state between
+recorded epochs (:attr:`~ibtoolkit.store.ActivationStore.weight_states`).
+
+Status: the manifest's ``status`` is ``running`` while a writer has the store open, then
+``complete``, ``diverged`` or ``interrupted``.  A writer that dies (SIGKILL, crash, power loss)
+cannot update it, so ``running`` is current only while some process holds the ``flock`` on
+``.lock`` (the kernel drops the lock of a dead process).  The reader derives this
+(:attr:`~ibtoolkit.store.ActivationStore.status`): a ``running`` manifest without a lock holder
+reads as ``interrupted``.  A numpy-only reader does the same: ``fcntl.flock(fd, LOCK_SH | LOCK_NB)``
+on ``.lock`` succeeding (or ``.lock`` missing) means no writer is alive.
 
 Everything read from disk is validated here before use: the manifest (:func:`validate_manifest`:
 schema version, required keys, types, block sizes, file names that cannot leave the store
@@ -155,6 +166,13 @@ def clean_metrics(metrics) -> dict[str, float]:
 def now() -> str:
     """Local time stamp of manifests and events, ``YYYY-mm-ddTHH:MM:SS+zzzz``."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def weights_text(weights) -> str | None:
+    """Check a weight fingerprint (:mod:`ibtoolkit.fingerprint`) given to a commit or an event."""
+    if weights is not None and (not isinstance(weights, str) or not weights or len(weights) > 200):
+        raise ValueError(f"weights must be a fingerprint string (ibtoolkit.fingerprint), got {weights!r}")
+    return weights
 
 
 def as_epoch(epoch) -> int:
@@ -290,6 +308,10 @@ def parse_log(data: bytes, block_bytes: dict[str, int], path: Path) -> tuple[lis
             _need(isinstance(v, list) and len(v) == 3 and all(is_int(x) for x in v)
                   and v[:2] == [index * size, size], path,
                   f"line {lineno}: blocks[{f!r}] must be [offset {index * size}, bytes {size}, crc32], got {v!r}")
+        weights = rec.get("weights")
+        _need(weights is None or isinstance(weights, str), path, f"line {lineno}: 'weights' must be a string")
         last = ep
         records.append({"epoch": ep, "metrics": {k: float(v) for k, v in met.items()}, "blocks": fl})
+        if weights is not None:
+            records[-1]["weights"] = weights
     return records, end

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _atomic
 from ..codes import unpack_pm1
-from .format import (EPOCH_LOG, MANIFEST, StoreError, array_sha256, as_epoch, fingerprint, is_int, parse_log,
+from .format import (EPOCH_LOG, LOCK, MANIFEST, StoreError, array_sha256, as_epoch, fingerprint, is_int, parse_log,
                      validate_manifest)
 
 __all__ = ["ActivationStore", "open_store"]
@@ -136,7 +136,31 @@ class ActivationStore:
 
     @property
     def status(self) -> str:
-        return self._manifest["status"]
+        """The run status.  ``running`` is derived on read: a manifest that says ``running`` while no
+        process holds the writer lock on ``.lock`` (its writer was killed or crashed) reads as
+        ``interrupted`` (:mod:`ibtoolkit.store.format`, "Status")."""
+        status = self._manifest["status"]
+        if status == "running" and not _atomic.lock_held(self.directory / LOCK):
+            return "interrupted"
+        return status
+
+    @property
+    def weight_states(self) -> dict[int, list[str]]:
+        """``{epoch: [fingerprint, ...]}`` of the model weights the store was recorded from: the
+        fingerprint in each committed epoch's log line first, then those of ``trained`` and
+        ``retrained_check`` events (a ``fit`` that ended between recorded epochs; a retraining that
+        reached other weights).  Empty for stores recorded without fingerprints.  See
+        :mod:`ibtoolkit.fingerprint`."""
+        states: dict[int, list[str]] = {}
+        for r in self._records:
+            if r.get("weights"):
+                states.setdefault(r["epoch"], []).append(r["weights"])
+        for event in self.events:
+            if event.get("weights") and event.get("epoch") is not None:
+                found = states.setdefault(int(event["epoch"]), [])
+                if event["weights"] not in found:
+                    found.append(event["weights"])
+        return states
 
     @property
     def run(self) -> dict | None:
@@ -288,11 +312,11 @@ class ActivationStore:
     def _read_only(self) -> StoreError:
         return StoreError(f"{self.directory}: store is open read-only (use ActivationStore.create to write)")
 
-    def append(self, epoch, activations, metrics=None) -> None:
+    def append(self, epoch, activations, metrics=None, *, weights=None) -> None:
         """Readers cannot write: :class:`StoreError` (see :meth:`create`)."""
         raise self._read_only()
 
-    def add_event(self, kind: str, message: str, epoch: int | None = None) -> None:
+    def add_event(self, kind: str, message: str, epoch: int | None = None, *, weights=None) -> None:
         """Readers cannot write: :class:`StoreError` (see :meth:`create`)."""
         raise self._read_only()
 

@@ -31,7 +31,8 @@ import numpy as np
 from .. import _atomic
 from ..codes import pack_pm1_float32
 from .cache import CacheRelease
-from .format import EPOCH_LOG, MANIFEST, STATUSES, StoreError, as_epoch, clean_metrics, now, record_body
+from .format import (EPOCH_LOG, MANIFEST, STATUSES, StoreError, as_epoch, clean_metrics, now, record_body,
+                     weights_text)
 from .reader import ActivationStore
 
 __all__ = ["StoreWriter"]
@@ -118,18 +119,20 @@ class StoreWriter(ActivationStore):
             os.close(fd)
 
     # ---------------------------------------------------------------- appending
-    def append(self, epoch: int, activations: Mapping[str, np.ndarray], metrics: Mapping[str, float] | None = None):
+    def append(self, epoch: int, activations: Mapping[str, np.ndarray], metrics: Mapping[str, float] | None = None,
+               *, weights: str | None = None):
         """Atomically commit ``epoch``: one (N, d) array per layer, optional Keras metrics.
 
         All arrays are validated (every layer present, shape (N, width), real numbers, binary layers
         only ±1) and encoded before anything is written: a ``ValueError`` leaves the store untouched.
         Epochs must increase strictly.  I/O failures raise :class:`StoreError`; the epoch is then not
-        committed and the store stays consistent.
+        committed and the store stays consistent.  ``weights``: the fingerprint of the model's weights
+        at this epoch (:mod:`ibtoolkit.fingerprint`), kept in the epoch's log line.
         """
         with self._mutex:
-            self._append(epoch, activations, metrics)
+            self._append(epoch, activations, metrics, weights_text(weights))
 
-    def _append(self, epoch, activations, metrics) -> None:
+    def _append(self, epoch, activations, metrics, weights=None) -> None:
         self._check_open()
         epoch = as_epoch(epoch)
         if self._records and epoch <= self._records[-1]["epoch"]:
@@ -148,6 +151,8 @@ class StoreWriter(ActivationStore):
                 for fd in self._data_fds.values():
                     os.fsync(fd)
             rec = {"epoch": epoch, "metrics": met, "blocks": blocks, "time": round(time.time(), 3)}
+            if weights is not None:
+                rec["weights"] = weights
             body, crc = record_body(rec)  # serialized once: the line is this record plus its CRC
             self._append_log(body[:-1] + b',"crc32":%d}\n' % crc)
         except OSError as exc:
@@ -212,19 +217,25 @@ class StoreWriter(ActivationStore):
         return out
 
     # ---------------------------------------------------------------- events and status
-    def add_event(self, kind: str, message: str, epoch: int | None = None) -> None:
-        """Record an event (e.g. ``"diverged"``) in the manifest, with a timestamp."""
+    def add_event(self, kind: str, message: str, epoch: int | None = None, *, weights: str | None = None) -> None:
+        """Record an event (e.g. ``"diverged"``) in the manifest, with a timestamp; ``weights``: the
+        fingerprint of the model's weights at ``epoch`` (e.g. a ``fit`` that ended between recorded
+        epochs), one of the states :attr:`weight_states` lists."""
         self._check_open()
         if not isinstance(kind, str) or not kind:
             raise ValueError(f"event kind must be a non-empty string, got {kind!r}")
         if epoch is not None:
             epoch = as_epoch(epoch)
+        weights = weights_text(weights)
         with self._mutex:
-            self._event(kind, str(message), epoch)
+            self._event(kind, str(message), epoch, weights)
             self._write_manifest()
 
-    def _event(self, kind: str, message: str, epoch) -> None:
-        self._manifest["events"].append({"kind": kind, "message": message, "epoch": epoch, "time": now()})
+    def _event(self, kind: str, message: str, epoch, weights=None) -> None:
+        event = {"kind": kind, "message": message, "epoch": epoch, "time": now()}
+        if weights is not None:
+            event["weights"] = weights
+        self._manifest["events"].append(event)
 
     def set_status(self, status: str) -> None:
         """Set the run status: one of ``running``, ``complete``, ``diverged``, ``interrupted``."""
@@ -274,6 +285,13 @@ class StoreWriter(ActivationStore):
                     self._write_manifest()
             finally:
                 self._close()
+
+    @property
+    def status(self) -> str:
+        """The status this writer set (its own lock makes ``running`` current while it is open)."""
+        if self._log_fd is None:  # closed: read as any reader would
+            return ActivationStore.status.fget(self)
+        return self._manifest["status"]
 
     def _mode(self) -> str:
         return "writer" if self._log_fd is not None else "reader"
