@@ -14,6 +14,13 @@ Information Bottleneck"):
     \\quad \\operatorname{sign}(0) = +1,
 
 with binarized kernels :math:`W^b = q_k(W)` of clipped latent weights (``weight_clip``, |W| <= 1).
+
+``precision="quantized"`` keeps full-precision weights and activations but quantizes each hidden
+activation to 2^``bits`` levels on the activation's range (:func:`ibtoolkit.quantizers.kbit_quantizer`,
+Larq's DoReFa mapped to e.g. [-1, 1] for tanh; Lorenzen, Igel & Nielsen 2022): the hidden layers are
+``QuantDense`` layers with ``activation`` and no kernel quantizer, and every layer after the first
+(the output included) reads its input through the k-bit quantizer, so each hidden representation is
+a k-level code that ``exact`` can measure.
 The hidden non-linearity of a BNN is the *next* layer's ``input_quantizer``; the hidden
 ``QuantDense`` layers therefore have no activation of their own (``activation`` applies to
 ``precision="full"`` only).  ``first_layer`` / ``last_layer`` choose the precision of the first
@@ -125,7 +132,8 @@ def _initializer(kernel_initializer, fan_in: int, precision: str, seed):
 def mlp(widths: Sequence[int] = (10, 7, 5, 4, 3), n_classes: int = 2, input_dim: int = 12,
         precision: str = "full", activation="tanh", input_quantizer="ste_sign",
         kernel_quantizer="ste_sign", batch_norm: bool = False, first_layer: str = "binary",
-        last_layer: str = "full", kernel_initializer=None, name: str | None = None, seed: int | None = None):
+        last_layer: str = "full", kernel_initializer=None, name: str | None = None, seed: int | None = None,
+        bits: int = 8, value_range=None):
     """Build an MLP ``input_dim - widths... - n_classes`` as a tf.keras (Keras 2) functional model.
 
     Parameters
@@ -134,9 +142,11 @@ def mlp(widths: Sequence[int] = (10, 7, 5, 4, 3), n_classes: int = 2, input_dim:
         Hidden layer widths; the default gives 12-10-7-5-4-3-2 (Shwartz-Ziv & Tishby 2017).
     n_classes, input_dim : int
         Output (softmax) and input sizes.
-    precision : {"full", "binary"}
+    precision : {"full", "binary", "quantized"}
         ``"full"``: ``Dense`` layers with ``activation``.  ``"binary"``: Larq ``QuantDense`` layers with
         ``input_quantizer``/``kernel_quantizer`` and ``kernel_constraint="weight_clip"``.
+        ``"quantized"``: full-precision weights, hidden activations quantized to ``2**bits`` levels
+        (see the module docstring).
     activation : str or callable
         Hidden activation of full-precision models (``tanh``, ``relu``, any Keras activation).
         Unused for binary models, whose hidden non-linearity is the next layer's input quantizer.
@@ -154,10 +164,14 @@ def mlp(widths: Sequence[int] = (10, 7, 5, 4, 3), n_classes: int = 2, input_dim:
         Model name; default ``"mlp_<precision>_<widths joined by '-'>"``.
     seed : int or None
         Seed of the initializers (layer ``i`` uses ``seed + i``), for reproducible models.
+    bits : int
+        Bits of the activation quantizer of ``precision="quantized"`` (2^bits levels); default 8.
+    value_range : (low, high) or None
+        Range the quantized levels span; None takes the bounded activation's range (tanh: [-1, 1]).
     """
     widths = _check_widths(widths, n_classes, input_dim)
-    if precision not in ("full", "binary"):
-        raise ValueError(f"precision must be 'full' or 'binary', got {precision!r}")
+    if precision not in ("full", "binary", "quantized"):
+        raise ValueError(f"precision must be 'full', 'binary' or 'quantized', got {precision!r}")
     for label, value in (("first_layer", first_layer), ("last_layer", last_layer)):
         if value not in ("full", "binary"):
             raise ValueError(f"{label} must be 'full' or 'binary', got {value!r}")
@@ -165,10 +179,14 @@ def mlp(widths: Sequence[int] = (10, 7, 5, 4, 3), n_classes: int = 2, input_dim:
         raise ValueError(f"seed must be an integer or None, got {seed!r}")
     import tensorflow as tf
 
-    if precision == "full":
+    if precision != "binary":
         activation_fn = tf.keras.activations.get(activation)  # ValueError for unknown names
         del activation_fn
-    else:
+    if precision == "quantized":
+        from .quantizers import kbit_quantizer
+
+        iq = kbit_quantizer(bits, activation if isinstance(activation, str) else None, value_range)
+    elif precision == "binary":
         iq = resolve_quantizer(input_quantizer, role="input")
         kq = resolve_quantizer(kernel_quantizer, role="kernel")
         if iq is None:
@@ -183,8 +201,16 @@ def mlp(widths: Sequence[int] = (10, 7, 5, 4, 3), n_classes: int = 2, input_dim:
     h = inputs
     fan_in = input_dim
     for i, width in enumerate(widths, start=1):
-        init = _initializer(kernel_initializer, fan_in, precision, seed_of(i))
-        if precision == "full":
+        init = _initializer(kernel_initializer, fan_in, "full" if precision == "quantized" else precision,
+                            seed_of(i))
+        if precision == "quantized":
+            h = _larq().layers.QuantDense(width, activation=None if batch_norm else activation,
+                                          input_quantizer=None if i == 1 else _fresh(iq),
+                                          kernel_initializer=init, name=f"hidden_{i}")(h)
+            if batch_norm:
+                h = tf.keras.layers.BatchNormalization(name=f"bn_{i}")(h)
+                h = tf.keras.layers.Activation(activation, name=f"act_{i}")(h)
+        elif precision == "full":
             h = tf.keras.layers.Dense(width, activation=None if batch_norm else activation,
                                       kernel_initializer=init, name=f"hidden_{i}")(h)
             if batch_norm:
@@ -202,8 +228,12 @@ def mlp(widths: Sequence[int] = (10, 7, 5, 4, 3), n_classes: int = 2, input_dim:
             if batch_norm:
                 h = tf.keras.layers.BatchNormalization(name=f"bn_{i}")(h)
         fan_in = width
-    init = _initializer(kernel_initializer, fan_in, precision, seed_of(len(widths) + 1))
-    if precision == "full":
+    init = _initializer(kernel_initializer, fan_in, "full" if precision == "quantized" else precision,
+                        seed_of(len(widths) + 1))
+    if precision == "quantized":
+        outputs = _larq().layers.QuantDense(n_classes, activation="softmax", input_quantizer=_fresh(iq),
+                                            kernel_initializer=init, name="output")(h)
+    elif precision == "full":
         outputs = tf.keras.layers.Dense(n_classes, activation="softmax", kernel_initializer=init, name="output")(h)
     else:
         lq = _larq()
