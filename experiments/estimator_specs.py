@@ -18,6 +18,9 @@ __all__ = ["parse_cli_estimators", "resolve_estimators", "distinguish_parameter_
 
 log = logging.getLogger("experiments.run")
 
+#: Model precisions whose hidden representations are discrete codes (``exact`` applies).
+DISCRETE_PRECISIONS = ("binary", "quantized")
+
 
 def parse_cli_estimators(texts) -> list[dict]:
     """``--estimator`` values as spec dicts (:func:`ibtoolkit.registry.parse_estimator_spec`, no eval);
@@ -55,7 +58,8 @@ def resolve_estimators(names, model_cfg: dict) -> list[dict]:
     (:func:`experiments.presets.estimator_defaults`), else none, and the parameters it gives are
     merged over that spec; ``"all"`` means every registered estimator.  Identical specs are kept
     once; several parameter sets of one estimator are kept side by side.  Discrete-only estimators
-    (e.g. ``exact``) are dropped for full-precision models, whose activations are continuous.
+    (e.g. ``exact``) are dropped for full-precision models, whose activations are continuous (kept
+    for ``binary`` and k-bit ``quantized`` models).
     """
     from ibtoolkit import get_estimator
 
@@ -69,7 +73,7 @@ def resolve_estimators(names, model_cfg: dict) -> list[dict]:
     out = []
     for spec in specs:
         est = get_estimator(spec)
-        if model_cfg["precision"] != "binary" and getattr(est, "discrete_only", False):
+        if model_cfg["precision"] not in DISCRETE_PRECISIONS and getattr(est, "discrete_only", False):
             log.info("estimator %s skipped for full-precision model %s (it needs discrete codes)",
                      spec["name"], model_cfg["name"])
             continue

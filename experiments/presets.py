@@ -207,6 +207,16 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _register_study() -> None:
+    """Add the study's presets (:mod:`experiments.study_presets`, docs/study/protocol.md) to :data:`PRESETS`."""
+    from experiments.study_presets import study_presets
+
+    PRESETS.update(study_presets())
+
+
+_register_study()
+
+
 def available_presets() -> list[str]:
     """Names of the built-in presets, sorted."""
     return sorted(PRESETS)

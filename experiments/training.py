@@ -36,14 +36,32 @@ def run_id(dataset: str, model_name: str, seed: int) -> str:
     return f"{dataset}-{model_name}-s{int(seed)}"
 
 
+def _model_datasets(model: dict, datasets) -> list:
+    """The preset's datasets this model runs on: all of them, or those its optional ``datasets`` key
+    names (a ``--dataset`` choice that leaves none of them out skips the model)."""
+    own = model.get("datasets")
+    if own is None:
+        return list(datasets)
+    if isinstance(own, str) or not all(isinstance(d, str) for d in own):
+        raise ValueError(f"model {model.get('name')!r}: 'datasets' must be a list of dataset names, got {own!r}")
+    return [d for d in datasets if d in own]
+
+
 def expand_runs(preset: dict) -> list[dict]:
-    """One run config per (dataset, model, seed) of ``preset``, in that nesting order."""
-    names = [m["name"] for m in preset["models"]]
-    if len(set(names)) != len(names):
-        raise ValueError(f"model names in a preset must be unique, got {names}")
+    """One run config per (dataset, model, seed) of ``preset``, in that nesting order.
+
+    A model with a ``datasets`` key runs on those datasets only (so one preset can give a model other
+    widths on another dataset, under the same name); (dataset, model name) pairs must be unique.
+    """
+    pairs = [(d, m["name"]) for m in preset["models"] for d in _model_datasets(m, preset["datasets"])]
+    if len(set(pairs)) != len(pairs):
+        dup = sorted({p for p in pairs if pairs.count(p) > 1})
+        raise ValueError(f"model names in a preset must be unique per dataset, got duplicates {dup}")
     runs = []
     for dataset in preset["datasets"]:
         for model in preset["models"]:
+            if dataset not in _model_datasets(model, preset["datasets"]):
+                continue
             for seed in preset["seeds"]:
                 runs.append({
                     "run_id": run_id(dataset, model["name"], seed),
@@ -109,7 +127,7 @@ def prepare_data(run_config) -> dict:
 
     name, options = run_config["dataset"], dict(run_config.get("dataset_options", {}))
     split = run_config.get("split") or {}
-    binary = run_config["model"]["precision"] == "binary"
+    binary = run_config["model"]["precision"] == "binary"  # k-bit "quantized" nets take inputs as given
     if split.get("test_fraction") is None:
         train, test = (datasets.load(name, **{**options, "split": part}) for part in ("train", "test"))
         x_train, y_train, x_test, y_test = train.x, train.y, test.x, test.y
@@ -121,6 +139,13 @@ def prepare_data(run_config) -> dict:
         info = dict(data.info)
     x_train, x_test = (_preprocess(x, binary) for x in (x_train, x_test))
     y_train, y_test = np.asarray(y_train, np.int64), np.asarray(y_test, np.int64)
+    labels = run_config["model"].get("labels", "true")
+    if labels == "shuffled":  # a null control: labels permuted across the pool, seeded by the run's seed
+        y_all = _shuffled_labels(np.concatenate([y_train, y_test]), int(run_config["seed"]))
+        y_train, y_test = y_all[:len(y_train)], y_all[len(y_train):]
+    elif labels != "true":
+        raise ValueError(f"model {run_config['model'].get('name')!r}: labels must be 'true' or 'shuffled', "
+                         f"got {labels!r}")
     analysis = run_config.get("analysis", "all")
     if analysis == "all":
         x_an, y_an = np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
@@ -133,6 +158,15 @@ def prepare_data(run_config) -> dict:
         raise ValueError(f"analysis must be 'all' or 'test', got {analysis!r}")
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
             "x_analysis": np.ascontiguousarray(x_an), "y_analysis": y_an, "info": info}
+
+
+def _shuffled_labels(y: np.ndarray, seed: int) -> np.ndarray:
+    """``y`` permuted by ``default_rng([seed, 0x5EED]).permutation``: same label counts, no relation to x.
+
+    The network trains on these labels and I(T;Y) is measured against them (the shuffled-labels
+    control of docs/study/protocol.md).
+    """
+    return y[np.random.default_rng([int(seed), 0x5EED]).permutation(len(y))]
 
 
 def _preprocess(x, binary: bool) -> np.ndarray:
@@ -161,8 +195,15 @@ def build_model(model_cfg: dict, *, input_dim: int, n_classes: int, seed: int):
     if model_cfg["precision"] == "binary":
         kwargs["input_quantizer"] = model_cfg.get("input_quantizer", "ste_sign")
         kwargs["kernel_quantizer"] = model_cfg.get("kernel_quantizer", "ste_sign")
+        for key in ("first_layer", "last_layer"):
+            if key in model_cfg:
+                kwargs[key] = model_cfg[key]
     else:
         kwargs["activation"] = model_cfg.get("activation", "tanh")
+    if model_cfg["precision"] == "quantized":
+        kwargs["bits"] = int(model_cfg.get("bits", 8))
+        if model_cfg.get("value_range") is not None:
+            kwargs["value_range"] = tuple(model_cfg["value_range"])
     model = models.mlp(**kwargs)
     name = model_cfg.get("optimizer", "adam").lower()
     optimizers = {"adam": tf.keras.optimizers.Adam, "sgd": tf.keras.optimizers.SGD,
