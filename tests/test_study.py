@@ -111,3 +111,30 @@ def test_a_dataset_choice_keeps_only_the_arms_of_that_dataset():
     runs = expand_runs(p)
     assert {r["dataset"] for r in runs} == {"digits"}
     assert len(runs) == 6 * 10
+
+
+def test_planes_on_training_and_held_out_rows_of_the_recorded_pool(mini):
+    from experiments.analysis_sets import RowSubset, analysis_rows, subset_plane
+    from ibtoolkit import get_estimator
+
+    preset, result = mini
+    cfg = next(r for r in expand_runs(preset) if r["run_id"] == "tishby-bnn-ste_sign-bn-s0")
+    store = open_store(result["stores"][cfg["run_id"]])
+    rows = analysis_rows(cfg, len(store.labels))
+    assert (len(rows["train"]), len(rows["held-out"])) == (3277, 819)
+    np.testing.assert_array_equal(np.sort(np.concatenate([rows["train"], rows["held-out"]])), rows["all"])
+    exact = get_estimator("exact")
+    x, y = np.asarray(store.inputs), np.asarray(store.labels)
+    for samples in ("train", "held-out"):
+        df = subset_plane(store, ["exact"], rows[samples], samples, progress=False)
+        assert set(df["samples"]) == {samples} and set(df["n_samples"]) == {len(rows[samples])}
+        assert df["ixt_ceiling"].iloc[0] == pytest.approx(np.log2(len(rows[samples])))
+        for layer in ("hidden_1", "hidden_5"):
+            t = store.read_epoch(layer, 3)[rows[samples]]
+            direct = exact.estimate(x[rows[samples]], t, y[rows[samples]])
+            got = df.query("layer == @layer and epoch == 3").iloc[0]
+            assert (got["ixt"], got["ity"]) == (direct.ixt, direct.ity)
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        RowSubset(store, np.array([3, 1]))
+    with pytest.raises(ValueError, match="only analysis='all'"):
+        analysis_rows(dict(cfg, analysis="test"), 4096)
