@@ -28,7 +28,7 @@ SHARED = {"optimizer": "adam", "lr": 4e-4, "batch_size": 256, "epochs": 8000, "s
 #: Training seeds of every arm.
 SEEDS = list(range(10))
 #: Hidden widths per dataset (protocol section 2).
-WIDTHS = {"tishby": [10, 7, 5, 4, 3], "digits": [8, 6, 5, 4], "fashion_mnist": [10, 8, 6, 4]}
+WIDTHS = {"tishby": [10, 7, 5, 4, 3], "digits": [32, 16, 10, 8], "fashion_mnist": [32, 16, 10, 8]}
 #: The BNN activation quantizers of the study; magnitude_aware_sign is a kernel quantizer.
 SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign", "magnitude_aware_sign")
 #: Part presets, in the order the study runs them.

@@ -194,8 +194,8 @@ def test_resolution_grid_on_the_dnn_arms():
 def test_other_datasets_keep_exact_estimates_below_the_pool_size(part, dataset, pool):
     p, arms = _arms(part)
     assert p["datasets"] == [dataset]
-    # every hidden layer after the first has at most `pool` reachable binary codes
-    assert all(2 ** w <= pool for w in sp.WIDTHS[dataset][1:])
+    # the last two hidden layers have at most `pool` reachable binary codes (the first two may saturate)
+    assert all(2 ** w <= pool for w in sp.WIDTHS[dataset][-2:])
     precisions = sorted(m["precision"] for m in arms.values())
     assert precisions == ["binary"] * 4 + ["full", "quantized"]
     assert all(m["batch_norm"] for m in arms.values() if m["precision"] == "binary")
