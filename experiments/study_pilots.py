@@ -9,7 +9,7 @@
     which I(T;Y) reaches 90 % of its rise, and the share of recorded epochs at log2 N).
 
 ``python -m experiments.study_pilots bnn --out results/pilots/bnn --quantizer ste_sign --batch-norm ...``
-    Does the BNN train?  Builds the study's BNN with :func:`experiments.training.build_model`, fits it
+    Does the BNN train (``--precision full`` / ``quantized``: its tanh / 8-bit tanh twin)?  Builds the study's BNN with :func:`experiments.training.build_model`, fits it
     without recording, and prints the training accuracy measured in inference mode (``model.evaluate``
     on the training rows: BatchNorm with its moving statistics, the mode the taps record in), next to
     Keras' running training-mode accuracy of the last epoch and the test accuracy.  Appends one row to
@@ -131,7 +131,8 @@ def _bnn(args) -> int:
     from experiments.training import _set_seeds, build_model, prepare_data
 
     quantizer = args.quantizer
-    model_cfg = {"name": "pilot-bnn", "precision": "binary", "variant": quantizer,
+    model_cfg = {"name": "pilot-bnn", "precision": args.precision, "variant": quantizer,
+                 "activation": "tanh", "bits": 8,
                  "input_quantizer": "ste_sign" if quantizer == "magnitude_aware_sign" else quantizer,
                  "kernel_quantizer": quantizer, "batch_norm": bool(args.batch_norm),
                  "widths": [int(w) for w in args.widths.split(",")], "optimizer": args.optimizer,
@@ -153,7 +154,7 @@ def _bnn(args) -> int:
         done = stop
         train_acc = float(model.evaluate(data["x_train"], data["y_train"], verbose=0, batch_size=4096)[1])
         test_acc = float(model.evaluate(data["x_test"], data["y_test"], verbose=0, batch_size=4096)[1])
-        row = {"dataset": args.dataset, "quantizer": quantizer, "batch_norm": bool(args.batch_norm),
+        row = {"dataset": args.dataset, "precision": args.precision, "quantizer": quantizer, "batch_norm": bool(args.batch_norm),
                "first_layer": args.first_layer, "widths": args.widths, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
                "seed": args.seed, "epoch": stop, "train_acc_inference": round(train_acc, 4),
                "train_acc_running": round(float(hist.history["accuracy"][-1]), 4),
@@ -183,6 +184,8 @@ def main(argv=None) -> int:
     bnn.add_argument("--dataset", default="tishby")
     bnn.add_argument("--quantizer", default="ste_sign")
     bnn.add_argument("--batch-norm", action="store_true")
+    bnn.add_argument("--precision", choices=("binary", "full", "quantized"), default="binary",
+                     help="binary (default), or the tanh DNN twin (full) / its 8-bit version (quantized)")
     bnn.add_argument("--first-layer", choices=("binary", "full"), default="binary",
                      help="precision of the first layer's weights (it reads the +-1 inputs either way)")
     bnn.add_argument("--widths", default=",".join(map(str, TISHBY_WIDTHS)))
