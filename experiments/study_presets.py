@@ -9,6 +9,7 @@ each part can be run alone::
     study-bnn        BNNs with and without BatchNorm for the four sign quantizers
     study-matched    DNN, DNN with BN, 8-bit DNNs (with/without BN) and the ste_sign BNNs, same settings
     study-resolution the 12-bit DNN arms under kde sigma^2 in {1e-3, 1e-2, 1e-1} and binning at 30 / 100 bins
+    study-wide       12-bit task, 32-16-10-8-6: BNN with BN (trains to >= 95 %), its DNN and 8-bit twins
     study-digits     scikit-learn digits: DNN, 8-bit DNN, BNNs with BN
     study-fashion    Fashion-MNIST (its 10 000 test images as the pool): the same arms
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["study_presets", "SHARED", "SEEDS", "WIDTHS", "EPOCHS", "SIGN_QUANTIZERS", "STUDY_PARTS"]
+__all__ = ["study_presets", "SHARED", "SEEDS", "WIDTHS", "WIDE_WIDTHS", "EPOCHS", "SIGN_QUANTIZERS", "STUDY_PARTS"]
 
 #: Settings every arm shares (protocol section 1).
 SHARED = {"optimizer": "adam", "lr": 4e-4, "batch_size": 256, "epochs": 8000, "schedule": "log", "n_points": 150}
@@ -32,10 +33,12 @@ SEEDS = list(range(10))
 EPOCHS = {"fashion_mnist": 1000}
 #: Hidden widths per dataset (protocol section 2).
 WIDTHS = {"tishby": [10, 7, 5, 4, 3], "digits": [32, 16, 10, 8], "fashion_mnist": [32, 16, 10, 8]}
+#: Widths of the `study-wide` arms on the 12-bit task (protocol amendment 3).
+WIDE_WIDTHS = [32, 16, 10, 8, 6]
 #: The BNN activation quantizers of the study; magnitude_aware_sign is a kernel quantizer.
 SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign", "magnitude_aware_sign")
 #: Part presets, in the order the study runs them.
-STUDY_PARTS = ("study-positive", "study-nulls", "study-bnn", "study-matched", "study-resolution",
+STUDY_PARTS = ("study-positive", "study-nulls", "study-bnn", "study-matched", "study-resolution", "study-wide",
                "study-digits", "study-fashion")
 
 _EXACT = {"name": "exact"}
@@ -48,9 +51,9 @@ _KDE_01 = {"name": "kde", "noise_variance": 1e-1}
 _TANH_ESTIMATORS = [_BIN30, _BIN100, *_KDE]
 
 
-def _arm(name, dataset, *, precision, variant, estimators, batch_norm=False, **extra) -> dict:
+def _arm(name, dataset, *, precision, variant, estimators, batch_norm=False, widths=None, **extra) -> dict:
     return {"name": name, "datasets": [dataset], "precision": precision, "variant": variant,
-            "batch_norm": bool(batch_norm), "widths": list(WIDTHS[dataset]), **SHARED,
+            "batch_norm": bool(batch_norm), "widths": list(widths or WIDTHS[dataset]), **SHARED,
             "epochs": EPOCHS.get(dataset, SHARED["epochs"]), **extra, "estimators": copy.deepcopy(estimators)}
 
 
@@ -86,13 +89,18 @@ def _parts() -> dict[str, list[dict]]:
                _dnn(t, bits=8, batch_norm=True, estimators=[_EXACT, _BIN30]),
                *[a for a in bnn if a["variant"] == "ste_sign"]]
     resolution = [positive[0], nulls[0], matched[1]]
+    # the widest BNN that reached >= 95 % training accuracy in pilot (b), with its DNN and 8-bit twins
+    wide = {"widths": list(WIDE_WIDTHS)}
+    wide_arms = [_dnn(t, estimators=_TANH_ESTIMATORS, suffix="-wide", **wide),
+                 _dnn(t, bits=8, estimators=[_EXACT, _BIN30], suffix="-wide", **wide),
+                 _bnn(t, "ste_sign", batch_norm=True, estimators=bnn_est, suffix="-wide", **wide)]
     other = {}
     for part, dataset in (("study-digits", "digits"), ("study-fashion", "fashion_mnist")):
         other[part] = [_dnn(dataset, estimators=[_BIN30, _KDE_01]),
                        _dnn(dataset, bits=8, estimators=[_EXACT, _BIN30]),
                        *[_bnn(dataset, q, batch_norm=True, estimators=[_EXACT]) for q in SIGN_QUANTIZERS]]
     return {"study-positive": positive, "study-nulls": nulls, "study-bnn": bnn, "study-matched": matched,
-            "study-resolution": resolution, **other}
+            "study-resolution": resolution, "study-wide": wide_arms, **other}
 
 
 _DESCRIPTIONS = {
@@ -103,6 +111,8 @@ _DESCRIPTIONS = {
     "study-bnn": "Study part: BNNs with and without BatchNorm for the four sign quantizers, 10 seeds.",
     "study-matched": "Study part: DNN, DNN+BN, 8-bit DNNs and ste_sign BNNs with identical training, 10 seeds.",
     "study-resolution": "Study part: the 12-bit DNN arms under kde sigma^2 1e-3/1e-2/1e-1 and binning 30/100 bins.",
+    "study-wide": "Study part: 12-bit task, 32-16-10-8-6: a BNN with BN that trains to >= 95 %, its DNN and "
+                  "8-bit twins, 10 seeds.",
     "study-digits": "Study part: scikit-learn digits, DNN, 8-bit DNN and BNNs with BN, 10 seeds.",
     "study-fashion": "Study part: Fashion-MNIST (offline, 10 000-image pool), DNN, 8-bit DNN, BNNs with BN.",
 }

@@ -11,7 +11,7 @@ MODEL_KEYS = {"name", "precision", "variant", "widths", "optimizer", "lr", "batc
 
 
 STUDY = ["study", "study-bnn", "study-digits", "study-fashion", "study-matched", "study-nulls", "study-positive",
-         "study-resolution"]
+         "study-resolution", "study-wide"]
 
 
 def test_available_presets_and_default():
@@ -21,7 +21,7 @@ def test_available_presets_and_default():
 
 def test_unknown_preset_lists_names():
     with pytest.raises(ValueError, match=r"unknown preset 'nope'; available: paper, paper-digits, paper-mnist, "
-                                         r"quick, study, study-bnn, .*, study-resolution, tiny"):
+                                         r"quick, study, study-bnn, .*, study-resolution, study-wide, tiny"):
         presets.get_preset("nope")
 
 
@@ -114,7 +114,7 @@ def test_every_study_arm_shares_training_settings_schedule_and_seeds(name):
     schedules: dict[str, set] = {}
     for (dataset, _), m in arms.items():
         assert m["datasets"] == [dataset] and dataset in p["datasets"]
-        assert m["widths"] == sp.WIDTHS[dataset]
+        assert m["widths"] == (sp.WIDE_WIDTHS if m["name"].endswith("-wide") else sp.WIDTHS[dataset])
         expected = dict(sp.SHARED, epochs=sp.EPOCHS.get(dataset, 8000))
         if m["name"].endswith("-lr0"):
             expected["lr"] = 0.0
@@ -202,3 +202,12 @@ def test_other_datasets_keep_exact_estimates_below_the_pool_size(part, dataset, 
     precisions = sorted(m["precision"] for m in arms.values())
     assert precisions == ["binary"] * 4 + ["full", "quantized"]
     assert all(m["batch_norm"] for m in arms.values() if m["precision"] == "binary")
+
+
+def test_wide_arms_are_matched_twins():
+    _, arms = _arms("study-wide")
+    assert {k[1] for k in arms} == {"dnn-tanh-wide", "dnn-tanh-8bit-wide", "bnn-ste_sign-bn-wide"}
+    _, study = _arms("study")
+    for (dataset, name), m in arms.items():
+        narrow = study[(dataset, name[:-len("-wide")])]
+        assert m == dict(narrow, name=name, widths=sp.WIDE_WIDTHS)

@@ -142,7 +142,7 @@ def test_estimator_failing_on_one_layer_fails_only_those_rows(tiny_run, capsys):
     (["--estimator", "nope"], "unknown estimator(s) nope; available: "),
     (["--preset", "nope"], "unknown preset 'nope'; available: paper, paper-digits, paper-mnist, quick, study, "
                            "study-bnn, study-digits, study-fashion, study-matched, study-nulls, study-positive, "
-                           "study-resolution, tiny"),
+                           "study-resolution, study-wide, tiny"),
     (["--dataset", "nope"], "unknown dataset(s) nope; available: digits, fashion_mnist, mnist, tishby"),
     (["--estimator", "exact", "--estimator", "kdee"], "unknown estimator(s) kdee; available: "),
     (["--epochs", "-3"], "--epochs must be a positive number of training epochs, got -3"),
