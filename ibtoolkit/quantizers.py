@@ -21,7 +21,9 @@ estimator (identity on [a, b], zero outside), rescaled by the same affine map, i
 
 Used as the ``input_quantizer`` of the next Larq layer, its output is what that layer consumes, so the
 representation taps (``ibtoolkit.taps``) record the k-level codes.  The quantizer declares itself
-discrete: ``precision`` (bits, Larq's attribute), ``levels`` (2^k) and ``values()`` (the level set).
+discrete the way Larq's DoReFa does: it *is* a ``DoReFa`` in ``mode="activations"`` with ``precision``
+= k bits, so a tap whose consumer applies it is declared discrete with 2^k levels; ``levels`` (2^k) and
+``values()`` (the level set) say the same directly.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from . import _keras  # noqa: F401  (Keras-2 mode before TensorFlow loads)
 
 _keras.ensure_legacy_keras()
 
-__all__ = ["KBitQuantizer", "kbit_quantizer", "ACTIVATION_RANGES", "discrete_levels"]
+__all__ = ["KBitQuantizer", "kbit_quantizer", "ACTIVATION_RANGES"]
 
 #: Ranges of the bounded activations a k-bit quantizer can be mapped to without a stated range.
 ACTIVATION_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0),
@@ -113,21 +115,3 @@ def kbit_quantizer(k_bit: int = 8, activation: str | None = "tanh", value_range=
         value_range = ACTIVATION_RANGES[activation]
     k_bit, value_range = _check(k_bit, value_range)
     return __getattr__("KBitQuantizer")(k_bit=k_bit, value_range=value_range)
-
-
-def discrete_levels(quantizer) -> int | None:
-    """How many values a quantizer's output can take, or None when it is not declared discrete.
-
-    The declaration is Larq's ``precision`` attribute (bits): 1 for the sign quantizers, k for
-    DoReFa / :class:`KBitQuantizer`; ``levels`` when the quantizer states it.  This is what a
-    manifest can record for a tap whose consumer applies ``quantizer``.
-    """
-    if quantizer is None:
-        return None
-    levels = getattr(quantizer, "levels", None)
-    if isinstance(levels, (int, np.integer)) and levels >= 2:
-        return int(levels)
-    precision = getattr(quantizer, "precision", None)
-    if isinstance(precision, (int, np.integer)) and not isinstance(precision, bool) and precision >= 1:
-        return 2 ** int(precision)
-    return None

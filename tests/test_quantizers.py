@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from ibtoolkit import quantizers
 from ibtoolkit.models import mlp
-from ibtoolkit.quantizers import discrete_levels, kbit_quantizer
+from ibtoolkit.quantizers import kbit_quantizer
 from ibtoolkit.taps import make_extractor, representation_taps
 
 
@@ -71,13 +71,10 @@ def test_kbit_quantizer_rejects_bad_arguments(kwargs, match):
         kbit_quantizer(**kwargs)
 
 
-def test_discrete_levels_declaration():
-    assert discrete_levels(kbit_quantizer(8)) == 256
-    assert discrete_levels(kbit_quantizer(3)) == 8
-    assert discrete_levels(lq.quantizers.SteSign()) == 2
-    assert discrete_levels(lq.quantizers.DoReFa(k_bit=4)) == 16
-    assert discrete_levels(None) is None
-    assert discrete_levels(tf.math.sign) is None
+def test_kbit_quantizer_declares_itself_a_dorefa_activation_quantizer():
+    q = kbit_quantizer(8)
+    assert isinstance(q, lq.quantizers.DoReFa) and q.mode == "activations" and q.precision == 8
+    assert q.levels == 256 and q.values().size == 256
 
 
 def test_quantized_mlp_layout():
@@ -101,7 +98,7 @@ def test_quantized_mlp_taps_are_the_8bit_codes_of_a_numpy_forward_pass():
     x = np.random.default_rng(0).integers(0, 2, (400, 12)).astype(np.float32)
     taps = representation_taps(m)
     assert not any(t.binary for t in taps)
-    assert [discrete_levels(t.quantizer) for t in taps] == [256] * 5
+    assert [t.quantizer.levels for t in taps] == [256] * 5
     got = make_extractor(m, taps)(x)
     h = x
     for i in range(1, 6):
