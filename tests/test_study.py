@@ -138,3 +138,14 @@ def test_planes_on_training_and_held_out_rows_of_the_recorded_pool(mini):
         RowSubset(store, np.array([3, 1]))
     with pytest.raises(ValueError, match="only analysis='all'"):
         analysis_rows(dict(cfg, analysis="test"), 4096)
+
+
+def test_pilot_centre_of_mass_of_rises_and_falls():
+    from experiments.study_pilots import centre_of_mass
+
+    epochs = np.array([0, 9, 99, 999, 9999])  # log10(e + 1) = 0, 1, 2, 3, 4
+    ity = np.array([0.0, 0.2, 0.8, 0.8, 0.8])  # rises of 0.2 at u = 0.5 and 0.6 at u = 1.5
+    ixt = np.array([5.0, 6.0, 6.0, 4.0, 3.0])  # falls of 2 at u = 2.5 and 1 at u = 3.5; the rise is ignored
+    assert centre_of_mass(epochs, ity, rising=True) == pytest.approx((0.2 * 0.5 + 0.6 * 1.5) / 0.8)
+    assert centre_of_mass(epochs, ixt, rising=False) == pytest.approx((2 * 2.5 + 1 * 3.5) / 3)
+    assert np.isnan(centre_of_mass(epochs, np.ones(5), rising=False))
