@@ -15,7 +15,11 @@
     Keras' running training-mode accuracy of the last epoch and the test accuracy.  Appends one row to
     ``<out>/bnn_pilots.csv``.
 
-Both are pilots, not the study: one seed, settings given on the command line and stated in every row.
+``python -m experiments.study_pilots summary --out results/pilots/study-matched-1seed``
+    The same per-layer summary for every (model, estimator) of a finished ``experiments.run`` directory,
+    with each model's last recorded accuracies, into ``<out>/summary.csv``.
+
+All are pilots, not the study: one seed, settings given on the command line and stated in every row.
 """
 from __future__ import annotations
 
@@ -66,10 +70,12 @@ def centre_of_mass(epochs, values, *, rising: bool) -> float:
     return float(np.sum(w * 0.5 * (u[1:] + u[:-1])) / w.sum())
 
 
-def summarise_positive(plane) -> list[dict]:
-    """Per layer: e_peak, I(X;T) at peak and end, compression, e_fit (90 % of the I(T;Y) rise), saturation."""
+def summarise_positive(plane, by=("layer",)) -> list[dict]:
+    """Per layer (per ``by`` group): e_peak, I(X;T) at peak and end, compression, e_fit (90 % of the
+    I(T;Y) rise), the centres of mass and their difference delta, and the share of epochs at the ceiling."""
     rows = []
-    for layer, g in plane.groupby("layer", sort=True):
+    for key, g in plane.groupby(list(by), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
         g = g.sort_values("epoch")
         e = g["epoch"].to_numpy()
         ixt = g["ixt"].to_numpy(float)
@@ -79,7 +85,7 @@ def summarise_positive(plane) -> list[dict]:
         rise = ity.max() - ity[0]
         fit = int(np.argmax(ity >= ity[0] + 0.9 * rise)) if rise > 0 else 0
         centre_fit, centre_comp = centre_of_mass(e, ity, rising=True), centre_of_mass(e, ixt, rising=False)
-        rows.append({"layer": layer, "centre_fit": round(centre_fit, 3), "centre_compression": round(centre_comp, 3),
+        rows.append({**dict(zip(by, key)), "centre_fit": round(centre_fit, 3), "centre_compression": round(centre_comp, 3),
                      "delta": round(centre_comp - centre_fit, 3), "e_peak": int(e[peak]), "I_XT_peak": round(float(ixt[peak]), 4),
                      "I_XT_end": round(float(ixt[-1]), 4), "compression_bits": round(float(ixt[peak] - ixt[-1]), 4),
                      "e_fit90": int(e[fit]), "I_TY_end": round(float(ity[-1]), 4),
@@ -166,6 +172,22 @@ def _bnn(args) -> int:
     return 0
 
 
+def _summary(args) -> int:
+    from ibtoolkit.plane import read_plane
+
+    out = pathlib.Path(args.out)
+    plane = read_plane(out / "information_plane.csv")
+    plane = plane[plane["status"] == "ok"]
+    rows = summarise_positive(plane, by=("model", "estimator_label", "layer"))
+    last = plane.sort_values("epoch").groupby("model")[["accuracy", "val_accuracy"]].last()
+    for row in rows:
+        row["accuracy_end"] = round(float(last.loc[row["model"], "accuracy"]), 4)
+        row["val_accuracy_end"] = round(float(last.loc[row["model"], "val_accuracy"]), 4)
+    _write_csv(out / "summary.csv", rows)
+    print(f"{len(rows)} rows -> {out / 'summary.csv'}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.study_pilots", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -195,8 +217,10 @@ def main(argv=None) -> int:
     bnn.add_argument("--epochs", type=int, default=2000)
     bnn.add_argument("--report-at", default="100,500,1000", help="comma list of epochs to evaluate at")
     bnn.add_argument("--seed", type=int, default=0)
+    summ = sub.add_parser("summary", help="per model, estimator and layer of a finished run directory")
+    summ.add_argument("--out", required=True, help="an experiments.run output directory")
     args = p.parse_args(argv)
-    return _positive(args) if args.what == "positive" else _bnn(args)
+    return {"positive": _positive, "bnn": _bnn, "summary": _summary}[args.what](args)
 
 
 if __name__ == "__main__":
