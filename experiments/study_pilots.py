@@ -173,7 +173,7 @@ def _bnn(args) -> int:
 
 
 def _summary(args) -> int:
-    from ibtoolkit.plane import read_plane
+    from ibtoolkit import read_plane
 
     out = pathlib.Path(args.out)
     plane = read_plane(out / "information_plane.csv")
