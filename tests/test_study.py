@@ -76,6 +76,8 @@ def test_learning_rate_zero_leaves_every_code_and_estimate_unchanged(mini):
 def test_quantized_arm_is_measured_exactly_on_its_8bit_codes(mini):
     _, result = mini
     store = open_store(result["stores"]["tishby-dnn-tanh-8bit-s1"])
+    taps = store.manifest["model"]["taps"]  # the k-bit layers are declared discrete, as exact requires
+    assert [(t["discrete"], t["levels"], t["binary"]) for t in taps] == [(True, 256, False)] * 5
     rows = result["plane"].query("run == 'tishby-dnn-tanh-8bit-s1'").set_index(["layer", "epoch"])
     levels = np.linspace(-1.0, 1.0, 256, dtype=np.float32)
     for layer in store.layers:
