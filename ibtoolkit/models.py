@@ -42,7 +42,7 @@ import numpy as np
 from . import _keras  # noqa: F401  (Keras-2 mode before TensorFlow loads)
 from .codes import to_pm1  # noqa: F401  (re-exported: models take ±1 inputs)
 
-__all__ = ["mlp", "to_pm1", "resolve_quantizer", "is_sign_quantizer", "SIGN_QUANTIZERS",
+__all__ = ["mlp", "stack", "to_pm1", "resolve_quantizer", "is_sign_quantizer", "SIGN_QUANTIZERS",
            "KERNEL_ONLY_QUANTIZERS"]
 
 _keras.ensure_legacy_keras()
@@ -244,6 +244,14 @@ def mlp(widths: Sequence[int] = (10, 7, 5, 4, 3), n_classes: int = 2, input_dim:
             kernel_constraint="weight_clip" if binary_weights else None,
             kernel_initializer=init, name="output")(h)
     return tf.keras.Model(inputs, outputs, name=name)
+
+
+def stack(models, names=None, **kwargs):
+    """Train S built models as one tf-keras model, each member with its own weights, optimizer state,
+    loss term, metrics and batch order; see :func:`ibtoolkit.stacking.stack` and ``docs/stacking.md``."""
+    from .stacking import stack as _stack
+
+    return _stack(models, names, **kwargs)
 
 
 def _fresh(quantizer):
