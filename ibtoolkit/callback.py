@@ -83,6 +83,13 @@ from .validation import all_finite, as_labels, require_finite  # noqa: E402
 __all__ = ["IBCallback", "DivergenceWarning", "default_directory"]
 
 
+def _is_stacked(model) -> bool:
+    """True for a :func:`ibtoolkit.models.stack` model (recorded as one store per member)."""
+    from .stacking.model import is_stacked
+
+    return is_stacked(model)
+
+
 class DivergenceWarning(RuntimeWarning):
     """Training produced a non-finite loss or representation; recording stopped."""
 
@@ -259,9 +266,12 @@ class IBCallback(tf.keras.callbacks.Callback):
         self._fingerprint = None
         self._retrain_to = None
         self._retrain_states: dict = {}
+        self._members = None       # a stacked model's per-member recorders (ibtoolkit.stacking.recording)
 
     # ------------------------------------------------------------------ lifecycle
     def on_train_begin(self, logs=None):
+        if self._members is not None or _is_stacked(self.model):  # one store per member
+            return self._member_recorders().on_train_begin(logs)
         if self.store is not None:  # an earlier fit raised before on_train_end: release its store first
             self.close("an earlier fit ended with an exception")
         model = self.model
@@ -305,6 +315,8 @@ class IBCallback(tf.keras.callbacks.Callback):
             print(f"IBCallback: recording {len(self.taps)} layers of {model.name!r} to {self.directory}")
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._members is not None:
+            return self._members.on_epoch_begin(epoch, logs)
         if self._offset is not None:
             return
         self._offset = max(0, self._start - int(epoch))
@@ -315,6 +327,8 @@ class IBCallback(tf.keras.callbacks.Callback):
             self._record(current, {}, initial=True)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._members is not None:
+            return self._members.on_epoch_end(epoch, logs)
         if self._offset is None:  # defensive: fit always calls on_epoch_begin first
             self.on_epoch_begin(epoch, logs)
         absolute = int(epoch) + 1 + self._offset
@@ -337,6 +351,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         fill_history(logs, self._history_keys)
 
     def on_train_end(self, logs=None):
+        if self._members is not None:
+            return self._members.on_train_end(logs)
         if self.store is None:
             return
         try:
@@ -368,6 +384,8 @@ class IBCallback(tf.keras.callbacks.Callback):
         A run still ``running`` at that point is marked ``interrupted`` (an event gives ``reason``);
         every committed epoch stays.
         """
+        if self._members is not None:
+            self._members.close(reason)
         self._wait_compile(raise_errors=False)  # a failure was raised in fit already, or is moot now
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -380,6 +398,14 @@ class IBCallback(tf.keras.callbacks.Callback):
                     store.set_status("interrupted")
             finally:
                 store.close()
+
+    def _member_recorders(self):
+        """The recorders of a stacked model's members (made once per callback, see the stacking docs)."""
+        if self._members is None:
+            from .stacking.recording import MemberRecorders
+
+            self._members = MemberRecorders(self)
+        return self._members
 
     # ------------------------------------------------------------------ store writes
     def _write(self, fn, *args, **kwargs) -> None:
