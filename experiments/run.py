@@ -1,7 +1,9 @@
 """``python -m experiments.run``: train, estimate, analyse and report one preset end to end.
 
 Pipeline: one training run per (dataset, model, seed) into an activation store
-(:func:`experiments.training.train_run`), then the information plane of every store under every
+(:func:`experiments.training.train_run`; by default the seeds of a (dataset, model) are trained
+stacked in one model, :mod:`experiments.stacked_training`, ``--no-stack`` one by one), then the
+information plane of every store under every
 estimator (:func:`ibtoolkit.information_plane`), both as the tasks of a sweep (:mod:`experiments.sweep`:
 serial, ``--jobs N`` loky workers, or Dask with ``--scheduler``; a single store is estimated in parallel
 over layer x epoch instead), then the phase analysis (:mod:`ibtoolkit.phases`), figures (:mod:`ibtoolkit.plotting`) and ``report.md``
@@ -83,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "kde/ksg on a 10 000-sample analysis set")
     p.add_argument("--subsample-seed", type=int, default=0, metavar="S",
                    help="seed of the --subsample subset (default 0)")
+    p.add_argument("--no-stack", action="store_true",
+                   help="train the seeds of each (dataset, model) one by one instead of stacked in one model "
+                        "(default: stacked in chunks of up to 20 seeds, one sweep task each; docs/stacking.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     return p
@@ -270,17 +275,18 @@ def _estimate_one(store_dir, spec, out, *, resume, jobs=1, progress=False, subsa
     return df
 
 
-def _train_one(cfg, out, resume, threads):
-    """A sweep task: train one run (seeds set and the Keras session cleared inside) -> store path."""
-    from experiments.training import train_run
+def _train_group(cfgs, out, resume, threads):
+    """A sweep task: train one run, or the seeds of a (dataset, model) stacked (seeds set and the Keras
+    session cleared inside) -> their store paths."""
+    from experiments.stacked_training import train_group
 
-    return str(train_run(cfg, out, resume=resume, threads=threads))
+    return train_group(cfgs, out, resume=resume, threads=threads)
 
 
 # -- the whole experiment ------------------------------------------------------------------------
 def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume: bool = False,
                    progress: bool = True, scheduler=None, subsample: int | None = None,
-                   random_state: int = 0, plugins=(), figures: bool = True) -> dict:
+                   random_state: int = 0, plugins=(), figures: bool = True, stack: bool = True) -> dict:
     """Run a preset end to end into ``out``; returns a summary dict.
 
     Training runs and estimation jobs are the tasks of a sweep (:mod:`experiments.sweep`): serial
@@ -288,6 +294,8 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
     address such as "tcp://host:8786", or a ``distributed.Client``).  ``subsample``/``random_state``:
     estimate on a seeded subset of the analysis set (stated in the rows).  ``plugins``: estimator
     plugin modules or ``.py`` paths the workers import.  ``figures=False`` skips the figures.
+    ``stack``: train the seeds of each (dataset, model) stacked, a chunk per task
+    (:mod:`experiments.stacked_training`); ``False`` trains them one by one.
 
     Keys: ``out``, ``runs`` (run configs), ``stores`` (run_id -> directory), ``plane`` (DataFrame),
     ``phases`` (DataFrame or None), ``failures`` (list of strings), ``report`` (path), ``verdicts``
@@ -296,6 +304,7 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
     import pandas as pd
 
     from experiments import report as _report
+    from experiments.stacked_training import training_groups
     from experiments.training import expand_runs
 
     out = pathlib.Path(out)
@@ -313,21 +322,24 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
             failures.append(f"estimators of {cfg['run_id']}: {exc}")
     plugins = list(plugins)
 
+    groups = training_groups(runs, stack)
     with sweep.Engine(jobs, scheduler) as engine, \
-            sweep.Progress(len(runs) + sum(map(len, specs.values())), enabled=progress) as bar:
+            sweep.Progress(len(groups) + sum(map(len, specs.values())), enabled=progress) as bar:
         log.info("sweep of %d run(s) on %s", len(runs), engine.describe())
         t0 = time.perf_counter()
         # a worker process gets one TensorFlow thread; this process keeps its own settings
-        threads = 1 if engine.parallel and len(runs) > 1 else None
+        threads = 1 if engine.parallel and len(groups) > 1 else None
         shared = str(out.resolve())  # workers (maybe on other machines, other working directories) see this path
-        tasks = [sweep.Task("train", cfg["run_id"], _train_one, (cfg, shared, resume, threads)) for cfg in runs]
-        for cfg, outcome in zip(runs, engine.map(tasks, bar)):
-            if outcome.ok:
-                stores[cfg["run_id"]] = pathlib.Path(outcome.value)
-            else:
-                failures.append(f"training {cfg['run_id']}: {outcome.error}")
-                log.error("%s", failures[-1])
-                bar.drop(len(specs.get(cfg["run_id"], [])))
+        tasks = [sweep.Task("train", " + ".join(cfg["run_id"] for cfg in group), _train_group,
+                            (group, shared, resume, threads)) for group in groups]
+        for group, outcome in zip(groups, engine.map(tasks, bar)):
+            for i, cfg in enumerate(group):
+                if outcome.ok:
+                    stores[cfg["run_id"]] = pathlib.Path(outcome.value[i])
+                else:
+                    failures.append(f"training {cfg['run_id']}: {outcome.error}")
+                    log.error("%s", failures[-1])
+                    bar.drop(len(specs.get(cfg["run_id"], [])))
         timings["training"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -427,7 +439,7 @@ def main(argv=None) -> int:
         result = run_experiment(preset, out, estimators=args.estimator, jobs=args.jobs, resume=args.resume,
                                 progress=not args.no_progress, scheduler=args.scheduler,
                                 subsample=args.subsample, random_state=args.subsample_seed,
-                                plugins=args.plugin)
+                                plugins=args.plugin, stack=not args.no_stack)
     except sweep.SchedulerError as exc:  # cannot reach the Dask scheduler: a usage error
         parser.error(str(exc))
     except OSError as exc:  # e.g. the disk filled up while writing tables or figures
