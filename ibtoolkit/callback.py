@@ -50,6 +50,10 @@ checkpoint) trains the later epochs again without recording them twice, and the 
 reproduced the recorded weights).  Stores recorded without fingerprints continue after their last
 epoch, as before.
 
+Stacked models (:func:`ibtoolkit.models.stack`): one extraction call per recorded epoch for every
+member and one ordinary store per member at ``<directory>/<member name>/``
+(:mod:`ibtoolkit.stacking.recording`, ``docs/stacking.md``).
+
 Divergence (non-finite loss or activations): an event ``diverged`` is recorded, the status
 set to ``diverged``, one warning issued, and nothing more is recorded; earlier epochs are kept and
 no NaN array is written.

@@ -212,7 +212,15 @@ class StackedModel(tf.keras.Model):
         """``fn`` per sample and member: (B, S)."""
         if isinstance(y_pred, (list, tuple)):  # side by side: one output per member
             return tf.stack([fn(y[:, s], p) for s, p in enumerate(y_pred)], axis=1)
-        return fn(y, y_pred)
+        # member axis: (B*S, ...) rows, the shapes the function sees for a model alone (Keras squeezes
+        # and reshapes labels by rank); the softmax's logits travel along, as Keras uses them for crossentropy
+        n_members = y_pred.shape[1]
+        flat_pred = tf.reshape(y_pred, (-1, *y_pred.shape[2:]))
+        logits = getattr(y_pred, "_keras_logits", None)
+        if logits is not None:
+            flat_pred._keras_logits = tf.reshape(logits, (-1, *logits.shape[2:]))
+        flat_true = tf.reshape(y, (-1, *y.shape[2:]))
+        return tf.reshape(fn(flat_true, flat_pred), (-1, n_members))
 
     def _stack_losses(self, y, y_pred):
         per = tf.reduce_mean(self._stack_per_member(self._stack_loss, y, y_pred), axis=0)   # (S,)
