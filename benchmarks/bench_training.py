@@ -7,8 +7,10 @@ Part 1, time per model-epoch (the `paper` preset's 12-bit DNN, tanh, Adam 4e-4, 
 ste_sign, Adam 1e-3, batch 256; train on the 80 % split, validation at the recorded epochs as
 ``experiments.run`` does, ``IBCallback`` on all 4096 inputs):
 
-* stacked: S members (seeds 0..S-1) in one stacked model, one ``IBCallback`` writing S stores;
-* separate: ``--separate`` ordinary fits one after the other, each with its own ``IBCallback``.
+* stacked: S members (seeds 0..S-1) in one stacked model with an XLA-compiled training step, as
+  ``experiments.run`` trains them, one ``IBCallback`` writing S stores;
+* separate: ``--separate`` ordinary fits one after the other, each with its own ``IBCallback``, as
+  ``--no-stack`` trains them (plain graph) and, for comparison, with an XLA-compiled step;
   A separate fit's cost per model-epoch does not depend on how many others follow it, so S separate
   fits cost S times one; measuring two of them (not S) keeps the run short.
 
@@ -101,13 +103,14 @@ def _fit(model, x, y, val, cfg, schedule, n_points, epochs, cb_kwargs, directory
     return clock
 
 
-def _build(cfg, seeds, spe):
+def _build(cfg, seeds, spe, jit=None):
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(0)
     out = []
     for seed in seeds:
         m = training.build_model(cfg["model"], input_dim=12, n_classes=2, seed=seed)
-        m.compile(optimizer=m.optimizer, loss=m.loss, metrics=["accuracy"], steps_per_execution=spe)
+        m.compile(optimizer=m.optimizer, loss=m.loss, metrics=["accuracy"], steps_per_execution=spe,
+                  jit_compile=jit)
         out.append(m)
     return out
 
@@ -126,20 +129,25 @@ def part1(args, work: Path) -> list[dict]:
             cfg = _data(net)
             for sched_name in ("log", "all"):
                 schedule, n_points = _schedule(sched_name, args.epochs)
-                times = []
+                times = {False: [], True: []}
                 for k in range(args.separate):
-                    (model,) = _build(cfg, [k], args.steps_per_execution)
-                    d = work / f"sep-{net}-{sched_name}-{k}"
-                    clock = _fit(model, cfg["x_train"], cfg["y_train"], cfg["val"], cfg, schedule, n_points,
-                                 args.epochs, {}, d)
-                    times.append(_per_epoch(clock, args.warmup))
-                    shutil.rmtree(d, ignore_errors=True)
-                separate = statistics.median(times)
-                rows.append({"part": "per_model_epoch", "net": net, "schedule": sched_name, "S": 1,
-                             "side": "separate", "repeat": repeat, "seconds": separate, "path": ""})
+                    for jit in (False, True):
+                        (model,) = _build(cfg, [k], args.steps_per_execution, jit)
+                        d = work / f"sep-{net}-{sched_name}-{k}"
+                        clock = _fit(model, cfg["x_train"], cfg["y_train"], cfg["val"], cfg, schedule, n_points,
+                                     args.epochs, {}, d)
+                        times[jit].append(_per_epoch(clock, args.warmup))
+                        shutil.rmtree(d, ignore_errors=True)
+                for jit in (False, True):
+                    rows.append({"part": "per_model_epoch", "net": net, "schedule": sched_name, "S": 1,
+                                 "side": "separate_xla" if jit else "separate", "repeat": repeat,
+                                 "seconds": statistics.median(times[jit]), "path": ""})
+                separate = statistics.median(times[False])
                 for s in args.sizes:
                     members = _build(cfg, list(range(s)), args.steps_per_execution)
                     stacked = models.stack(members, names=[f"s{i}" for i in range(s)])
+                    stacked.compile(optimizer=members[0].optimizer, loss=members[0].loss, metrics=["accuracy"],
+                                    steps_per_execution=args.steps_per_execution, jit_compile=True)
                     x, y = stacked.member_data(cfg["x_train"], cfg["y_train"], seeds=list(range(s)))
                     val = stacked.member_data(*cfg["val"])
                     d = work / f"stack-{net}-{sched_name}-{s}"
@@ -162,6 +170,7 @@ net = sys.argv[1]
 cfg = _data(net)
 members = _build(cfg, list(range(20)), 1)
 stacked = models.stack(members, names=[f"s{i}" for i in range(20)])
+stacked.compile(optimizer=members[0].optimizer, loss=members[0].loss, metrics=["accuracy"], jit_compile=True)
 x, y = stacked.member_data(cfg["x_train"], cfg["y_train"], seeds=list(range(20)))
 with tempfile.TemporaryDirectory() as d:
     _fit(stacked, x, y, stacked.member_data(*cfg["val"]), cfg, "all", 100, 30, {}, d + "/s")
@@ -223,19 +232,19 @@ def part3(args, work: Path, per_epoch: dict) -> list[dict]:
 
 
 def _table(rows) -> str:
-    lines = ["| net | schedule | S | path | separate ms/model-epoch | stacked ms/model-epoch | speed-up |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| net | schedule | S | path | separate ms/model-epoch (plain / XLA) | stacked ms/model-epoch | "
+             "speed-up vs separate (plain / XLA) |", "|---|---|---|---|---|---|---|"]
     per = [r for r in rows if r["part"] == "per_model_epoch"]
     for net in ("dnn", "bnn"):
         for sched in ("log", "all"):
-            sep = statistics.median(r["seconds"] for r in per if (r["net"], r["schedule"], r["side"]) ==
-                                    (net, sched, "separate"))
+            sep, xla = (statistics.median(r["seconds"] for r in per if (r["net"], r["schedule"], r["side"]) ==
+                                          (net, sched, side)) for side in ("separate", "separate_xla"))
             for s in sorted({r["S"] for r in per if r["side"] == "stacked"}):
                 st = [r for r in per if (r["net"], r["schedule"], r["side"], r["S"]) == (net, sched, "stacked", s)]
                 if st:
                     med = statistics.median(r["seconds"] for r in st)
-                    lines.append(f"| {net} | {sched} | {s} | {st[0]['path']} | {sep * 1e3:.2f} | {med * 1e3:.2f} | "
-                                 f"x{sep / med:.1f} |")
+                    lines.append(f"| {net} | {sched} | {s} | {st[0]['path']} | {sep * 1e3:.2f} / {xla * 1e3:.2f} | "
+                                 f"{med * 1e3:.2f} | x{sep / med:.1f} / x{xla / med:.1f} |")
     return "\n".join(lines)
 
 
