@@ -115,7 +115,7 @@ def _train_stacked(run_configs, out_dir, *, threads, verbose) -> None:
                for seed in seeds]
     names = [cfg["run_id"] for cfg in run_configs]
     stacked = models.stack(members, names=names, name=f"stack-{names[0]}")
-    # XLA-compiled training steps: about 1.5x faster per stacked epoch here (benchmarks/bench_training.py)
+    # XLA fuses the member-axis step's small ops (benchmarks/bench_training.py compares both graphs)
     stacked.compile(optimizer=type(members[0].optimizer).from_config(members[0].optimizer.get_config()),
                     loss=members[0].loss, metrics=["accuracy"], jit_compile=True)
     log.info("training %d seeds of %s stacked (%s path)", len(names), model_cfg["name"], stacked.path)
