@@ -34,9 +34,11 @@ MEMORY_BUDGET = 1 << 30  # bytes of stacked training + validation inputs per chu
 
 def _group_key(cfg) -> str:
     """Runs that can share a stack: everything of the training key but the seed."""
+    from ibtoolkit.store.format import canonical_json
+
     key = training._training_key(cfg)
     key.pop("seed")
-    return training._canonical(key)
+    return canonical_json(key)
 
 
 #: (samples, features) of the known datasets; others are planned as MNIST-sized (the largest here)
