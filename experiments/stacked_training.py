@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import pathlib
-import shutil
 
 from experiments import training
 
@@ -68,16 +67,6 @@ def training_groups(runs, stack: bool = True, max_members: int = MAX_MEMBERS,
     return chunks
 
 
-def _fresh_directory(directory: pathlib.Path) -> None:
-    if directory.exists():
-        if not (directory / "manifest.json").exists() and any(directory.iterdir()):
-            raise ValueError(f"{directory} exists and is not an activation store; move it away or "
-                             f"choose another --out")
-        log.info("replacing store %s", directory)
-        shutil.rmtree(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-
-
 def train_group(run_configs, out_dir, *, resume: bool = True, threads: int | None = None,
                 verbose: int = 0) -> list[str]:
     """Train the runs of one chunk (same dataset and model, different seeds) stacked; return their store
@@ -94,13 +83,16 @@ def train_group(run_configs, out_dir, *, resume: bool = True, threads: int | Non
     if len(todo) == 1:
         training.train_run(todo[0], out_dir, resume=resume, threads=threads, verbose=verbose)
     elif todo:
-        _train_stacked(todo, out_dir, threads=threads, verbose=verbose)
+        _train_stacked(todo, out_dir, resume=resume, threads=threads, verbose=verbose)
     return [str(d) for d in dirs]
 
 
-def _train_stacked(run_configs, out_dir, *, threads, verbose) -> None:
-    for cfg in run_configs:
-        _fresh_directory(training.run_directory(out_dir, cfg))
+def _train_stacked(run_configs, out_dir, *, resume, threads, verbose) -> None:
+    for cfg in run_configs:  # as train_run makes room for a new run (a stacked chunk always starts anew)
+        directory = training.run_directory(out_dir, cfg)
+        training._clear_for_new_run(directory, training.checkpoint_directory(out_dir, cfg["run_id"]), out_dir,
+                                    keep=resume)
+        directory.parent.mkdir(parents=True, exist_ok=True)
 
     import ibtoolkit  # noqa: F401  (Keras 2 mode before TensorFlow)
     from ibtoolkit import models

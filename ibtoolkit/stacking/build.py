@@ -179,8 +179,6 @@ def _member_axis(models, names, name):
                          name="members_input")
     try:
         cloned = tf.keras.models.clone_model(template, input_tensors=inp, clone_function=clone)
-    except _Unsupported:
-        raise
     except (ValueError, TypeError, NotImplementedError, AttributeError) as exc:
         raise _Unsupported(f"the graph could not be rebuilt with a member axis ({type(exc).__name__}: {exc})")
     weighted = [(i, mapping[i]) for i, lyr in enumerate(template.layers) if lyr.weights]

@@ -94,12 +94,11 @@ class _MemberLayer(tf.keras.layers.Layer):
         self.set_weights(stacked)
 
 
-class MemberDense(_MemberLayer):
-    """``Dense``/``QuantDense`` of S members: kernel (S, in, out), bias (S, out), inputs (B, S, in)."""
+class _KernelLayer(_MemberLayer):
+    """Base of member-axis Dense and Conv2D: kernel (S, ...), optional bias (S, units), Larq quantizers."""
 
     def __init__(self, template, initial):
         super().__init__(template, initial)
-        self.units = int(template.units)
         self.activation = template.activation
         self.use_bias = bool(template.use_bias)
         self.input_quantizer = _fresh(getattr(template, "input_quantizer", None))
@@ -113,6 +112,14 @@ class MemberDense(_MemberLayer):
         self.bias = (self._member_weight(1, "bias", constraint=self._constraints[1],
                                          regularizer=self._regularizers[1]) if self.use_bias else None)
         self.built = True
+
+
+class MemberDense(_KernelLayer):
+    """``Dense``/``QuantDense`` of S members: kernel (S, in, out), bias (S, out), inputs (B, S, in)."""
+
+    def __init__(self, template, initial):
+        super().__init__(template, initial)
+        self.units = int(template.units)
 
     def call(self, inputs):
         x = member_map(self.input_quantizer, inputs, axis=1)
@@ -123,7 +130,7 @@ class MemberDense(_MemberLayer):
         return self.activation(y) if self.activation is not None else y
 
 
-class MemberConv2D(_MemberLayer):
+class MemberConv2D(_KernelLayer):
     """``Conv2D``/``QuantConv2D`` (channels last) of S members as one convolution with S groups."""
 
     def __init__(self, template, initial):
@@ -132,24 +139,11 @@ class MemberConv2D(_MemberLayer):
         self.strides = tuple(template.strides)
         self.dilations = tuple(template.dilation_rate)
         self.padding = template.padding.upper()
-        self.activation = template.activation
-        self.use_bias = bool(template.use_bias)
-        self.input_quantizer = _fresh(getattr(template, "input_quantizer", None))
-        self.kernel_quantizer = _fresh(getattr(template, "kernel_quantizer", None))
-        self._constraints = (template.kernel_constraint, template.bias_constraint)
-        self._regularizers = (template.kernel_regularizer, template.bias_regularizer)
         pad_values = getattr(template, "pad_values", 0.0)
         # Larq pads "same" convolutions with pad_values (e.g. -1 for ±1 inputs) explicitly, then runs "valid"
         self._explicit_pad = self.padding == "SAME" and pad_values != 0.0
         self._pad_values = float(pad_values)
         self._kernel_size = tuple(template.kernel_size)
-
-    def build(self, input_shape):
-        self.kernel = self._member_weight(0, "kernel", constraint=self._constraints[0],
-                                          regularizer=self._regularizers[0])
-        self.bias = (self._member_weight(1, "bias", constraint=self._constraints[1],
-                                         regularizer=self._regularizers[1]) if self.use_bias else None)
-        self.built = True
 
     def call(self, inputs):
         s = self.n_members
