@@ -23,8 +23,9 @@ separate fits and the stacks of each S run next to each other, so the host's dri
 table gives the medians over repeats and the ratio separate / stacked (the speed-up).  Both sides
 use the same ``steps_per_execution``.
 
-Part 2, memory: peak resident memory of a fresh process (TensorFlow included) that trains one
-stacked chunk of 20 members of each net for 30 epochs recording every epoch.
+Part 2, memory: peak resident memory (``VmHWM``) of a fresh process (TensorFlow included) that
+trains one stacked chunk of 20 members of each net for 30 epochs recording every epoch, as
+``experiments.run`` trains a chunk (XLA-compiled step).
 
 Part 3, end to end: ``run_experiment`` of ``--preset paper --seeds 10`` (6 models x 10 seeds, the
 preset's estimators: binning/exact, kde, ksg) at ``--e2e-epochs`` epochs, stacked and ``--no-stack``
@@ -162,7 +163,7 @@ def part1(args, work: Path) -> list[dict]:
 
 
 _MEMORY_CHILD = """
-import resource, sys, tempfile
+import sys, tempfile
 import ibtoolkit, tensorflow as tf
 from benchmarks.bench_training import _data, _build, _fit
 from ibtoolkit import models
@@ -174,7 +175,8 @@ stacked.compile(optimizer=members[0].optimizer, loss=members[0].loss, metrics=["
 x, y = stacked.member_data(cfg["x_train"], cfg["y_train"], seeds=list(range(20)))
 with tempfile.TemporaryDirectory() as d:
     _fit(stacked, x, y, stacked.member_data(*cfg["val"]), cfg, "all", 100, 30, {}, d + "/s")
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM is this process's own peak; ru_maxrss would start from the parent's (Linux keeps it across exec)
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
