@@ -88,10 +88,11 @@ def train_group(run_configs, out_dir, *, resume: bool = True, threads: int | Non
 
 
 def _train_stacked(run_configs, out_dir, *, resume, threads, verbose) -> None:
+    from experiments.resume import checkpoint_directory
+
     for cfg in run_configs:  # as train_run makes room for a new run (a stacked chunk always starts anew)
         directory = training.run_directory(out_dir, cfg)
-        training._clear_for_new_run(directory, training.checkpoint_directory(out_dir, cfg["run_id"]), out_dir,
-                                    keep=resume)
+        training._clear_for_new_run(directory, checkpoint_directory(out_dir, cfg["run_id"]), out_dir, keep=resume)
         directory.parent.mkdir(parents=True, exist_ok=True)
 
     import ibtoolkit  # noqa: F401  (Keras 2 mode before TensorFlow)

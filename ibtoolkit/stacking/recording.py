@@ -97,6 +97,25 @@ def stacked_extraction(stacked, member_models, layers, batch_size, jit_compile):
     return taps, make_extractor(model, entries, batch_size, jit_compile), slices
 
 
+class _MemberWeights:
+    """Stands for a member's extractor in its callback: the member's current weights, flat (what a
+    commit's fingerprint is computed from, :mod:`ibtoolkit.fingerprint`)."""
+
+    def __init__(self, stacked, index: int):
+        self._stacked, self._index = stacked, index
+        self.jit_compiled = True
+
+    @property
+    def weights(self) -> np.ndarray:
+        parts = self._stacked.member_weights(self._index)
+        return np.concatenate([np.ravel(p).astype(np.float32) for p in parts]) if parts else np.zeros(0, np.float32)
+
+    def fingerprint(self) -> str:
+        from ..fingerprint import fingerprint_values
+
+        return fingerprint_values(self.weights)
+
+
 class MemberCallback(IBCallback):
     """The ``IBCallback`` of one member: an ordinary store, fed from the shared extraction."""
 
@@ -154,7 +173,8 @@ class MemberRecorders:
                                 dtype=parent.dtype, verbose=0, background=parent.background, run=runs[i],
                                 jit_compile=parent.jit_compile)
             cb.set_model(member)
-            cb._extractor, cb._model_id = extractor, id(member)  # taps and extraction are shared, not rebuilt
+            cb._extractor, cb._model_id = _MemberWeights(model, i), id(member)  # taps, extraction: shared
+            cb._fingerprint = cb._extractor.fingerprint
             self.members.append(cb)
         self.model = model
 
