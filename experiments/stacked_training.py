@@ -10,7 +10,9 @@ What differs from one-by-one training (``--no-stack``): member s (seed s) starts
 weights ``train_run`` would build for seed s and gets its own optimizer state and loss term, but its
 batches come from its own seeded permutation of the rows under one Keras shuffle for the chunk, so
 its trajectory is a different (equally valid) random draw than the unstacked run of the same seed;
-see ``docs/stacking.md``.  A chunk with one run left is trained by ``train_run`` itself.  The
+see ``docs/stacking.md``.  A chunk with one run left is trained by ``train_run`` itself, and so is
+a run that ``--resume`` continues from its checkpoint (an interrupted store of the same settings);
+the other runs of the chunk start anew, stacked.  The
 stacked training step is XLA-compiled (``jit_compile=True``), which Larq's quantizers allow.
 
 Chunk size: at most :data:`MAX_MEMBERS` members and the members' stacked training and validation
@@ -80,9 +82,14 @@ def train_group(run_configs, out_dir, *, resume: bool = True, threads: int | Non
     for cfg in run_configs:
         if cfg not in todo:
             log.info("skip training %s: store complete", cfg["run_id"])
+    # an interrupted run with a checkpoint continues from it on its own (train_run); a lone run too
+    alone = [cfg for cfg, d in zip(run_configs, dirs) if cfg in todo and resume and training._continuable(d, cfg)]
+    todo = [cfg for cfg in todo if cfg not in alone]
     if len(todo) == 1:
-        training.train_run(todo[0], out_dir, resume=resume, threads=threads, verbose=verbose)
-    elif todo:
+        alone, todo = alone + todo, []
+    for cfg in alone:
+        training.train_run(cfg, out_dir, resume=resume, threads=threads, verbose=verbose)
+    if todo:
         _train_stacked(todo, out_dir, resume=resume, threads=threads, verbose=verbose)
     return [str(d) for d in dirs]
 
