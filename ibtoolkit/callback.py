@@ -60,8 +60,6 @@ no NaN array is written.
 """
 from __future__ import annotations
 
-import json
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,7 +80,8 @@ from .fingerprint import WeightFingerprint, fingerprint_values  # noqa: E402
 from .live import fill_history, history_keys, log_prefix, refuse_unmeasurable  # noqa: E402
 from .extractor import check_jit_compile, make_extractor  # noqa: E402
 from .taps import representation_taps  # noqa: E402
-from .validation import all_finite, as_labels, require_finite  # noqa: E402
+from .recording_fields import analysis_labels, default_directory, describe_model, scalar_metrics  # noqa: E402
+from .validation import all_finite, require_finite  # noqa: E402
 
 __all__ = ["IBCallback", "DivergenceWarning", "default_directory"]
 
@@ -96,59 +95,6 @@ def _is_stacked(model) -> bool:
 
 class DivergenceWarning(RuntimeWarning):
     """Training produced a non-finite loss or representation; recording stopped."""
-
-
-def default_directory(model_name: str, root="ib_runs") -> Path:
-    """A fresh ``<root>/<model name>-<YYYYmmdd-HHMMSS>`` (suffix ``-2``, ``-3``... if taken)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(model_name)) or "model"
-    base = Path(root) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    return path
-
-
-def _analysis_labels(y, n: int) -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] > 1:  # accept exact one-hot rows only, never a soft argmax
-        ok = np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all()
-        if not ok:
-            raise ValueError(f"y has shape {arr.shape} but its rows are not one-hot; give integer labels (N,)")
-        arr = arr.argmax(axis=1)
-    labels = as_labels(arr, name="y")
-    if labels.shape[0] != n:
-        raise ValueError(f"x has {n} samples but y has {labels.shape[0]}")
-    return labels
-
-
-def _scalar_metrics(logs) -> dict[str, float]:
-    out = {}
-    for key, value in (logs or {}).items():
-        arr = np.asarray(value)
-        if arr.ndim == 0 and (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            out[str(key)] = float(arr)
-    return out
-
-
-def _describe_model(model, taps) -> dict:
-    desc = {"name": model.name, "class": type(model).__name__, "n_params": int(model.count_params())}
-    try:
-        desc["config"] = json.loads(model.to_json())
-    except (NotImplementedError, TypeError, ValueError) as exc:  # subclassed models have no config
-        desc["config"] = None
-        desc["config_error"] = f"{type(exc).__name__}: {exc}"
-    lines: list[str] = []
-    try:
-        import larq as lq
-
-        lq.models.summary(model, print_fn=lines.append)
-    except (ValueError, TypeError, AttributeError) as exc:  # fall back to the Keras summary, say why
-        lines = [f"(larq summary unavailable: {type(exc).__name__}: {exc})"]
-        model.summary(print_fn=lines.append)
-    desc["summary"] = "\n".join(lines)
-    desc["taps"] = [t.describe() for t in taps]
-    return desc
 
 
 class IBCallback(tf.keras.callbacks.Callback):
@@ -216,7 +162,7 @@ class IBCallback(tf.keras.callbacks.Callback):
             raise ValueError(f"x must have shape (N, features...) with N >= 1, got {x.shape}")
         require_finite(x, "x")
         self.x = x
-        self.y = _analysis_labels(y, x.shape[0])
+        self.y = analysis_labels(y, x.shape[0])
         if isinstance(schedule, str):
             epoch_schedule(schedule, 10, n_points)  # validates the spec and n_points now, not after training
         else:
@@ -303,7 +249,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         continued = self._continued_epoch()  # before the store is opened for writing: a refusal changes nothing
         self.store = ActivationStore.create(
             self.directory, inputs=self._x_est, labels=self.y, layers=[(t.name, t.width) for t in self.taps],
-            binary=[t.binary for t in self.taps], model=_describe_model(model, self.taps), dataset=dataset,
+            binary=[t.binary for t in self.taps], model=describe_model(model, self.taps), dataset=dataset,
             schedule=schedule, dtype=self.dtype, resume=True, run=self.run)
         self.store.set_status("running")
         if self.background:
@@ -342,7 +288,7 @@ class IBCallback(tf.keras.callbacks.Callback):
         if self._diverged:
             fill_history(logs, self._history_keys)
             return
-        metrics = _scalar_metrics(logs)
+        metrics = scalar_metrics(logs)
         bad = [k for k, v in metrics.items() if k.endswith("loss") and not np.isfinite(v)]
         if bad:
             self._diverge(absolute, f"non-finite {', '.join(bad)} at epoch {absolute}")
@@ -457,13 +403,13 @@ class IBCallback(tf.keras.callbacks.Callback):
                 compiling.exception()
 
     def _record(self, epoch: int, logs, metrics=None, initial: bool = False) -> None:
-        """Extract, check and commit ``epoch``; ``metrics``: ``_scalar_metrics(logs)`` when already known."""
+        """Extract, check and commit ``epoch``; ``metrics``: ``scalar_metrics(logs)`` when already known."""
         acts = self._extract(initial)
         bad = [name for name, a in acts.items() if not all_finite(a)]
         if bad:
             self._diverge(epoch, f"non-finite activations in {bad} at epoch {epoch}")
             return
-        metrics = _scalar_metrics(logs) if metrics is None else metrics
+        metrics = scalar_metrics(logs) if metrics is None else metrics
         live = self._estimate(epoch, acts)
         metrics.update(live)
         if logs is not None and live:
