@@ -16,7 +16,6 @@ Entry points are loaded once, on the first lookup.  A plugin that fails to impor
 """
 from __future__ import annotations
 
-import ast
 import inspect
 import json
 import re
@@ -253,6 +252,8 @@ def get_estimator(spec, **params) -> Estimator:
 # ------------------------------------------------------------------------------------------------
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 _LITERAL_WORDS = {"None": None, "True": True, "False": False, "null": None, "true": True, "false": False,
                   "nan": float("nan"), "inf": float("inf")}
 
@@ -271,7 +272,8 @@ def parse_estimator_spec(text: str) -> dict:
         {"name": "binning", "n_bins": 10}        a JSON object
 
     Values are Python or JSON literals (numbers, strings, ``None``/``null``, ``True``/``true``,
-    lists) read by :func:`ast.literal_eval`; a bare word that is not a literal is a string.
+    lists and tuples of them), read by a small grammar, never evaluated; a bare word that is not a
+    literal is a string.
     ``ValueError`` names the problem (the estimator name itself is checked by :func:`get_estimator`).
     """
     if not isinstance(text, str) or not text.strip():
@@ -336,12 +338,22 @@ def _split_top_level(inner: str, text: str) -> list[str]:
 
 
 def _literal(value: str, key: str, text: str):
+    """One value of a spec: a number, a quoted string, a word, None/True/False, or a list/tuple of them.
+
+    Read by a small grammar of its own (the store and the CLI promise no eval, ``ast`` included).
+    """
     if value in _LITERAL_WORDS:
         return _LITERAL_WORDS[value]
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        pass
+    if _INT.match(value):
+        return int(value)
+    if _FLOAT.match(value):
+        return float(value)
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" and value[0] not in value[1:-1] \
+            and "\\" not in value:
+        return value[1:-1]
+    if len(value) >= 2 and (value[0], value[-1]) in (("[", "]"), ("(", ")")):
+        items = [_literal(item.strip(), key, text) for item in _split_top_level(value[1:-1], text)]
+        return items if value[0] == "[" else tuple(items)
     if _WORD.match(value):
         return value  # a bare word: a string, as labels print them
     raise ValueError(f"estimator spec {text!r}: the value of {key!r}, {value!r}, is not a number, a quoted "
