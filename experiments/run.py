@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for each model; default: the preset's estimators per model")
     p.add_argument("--dataset", action="append", metavar="NAME",
                    help="dataset(s) instead of the preset's (repeatable)")
+    p.add_argument("--arm", action="append", metavar="MODEL",
+                   help="train and estimate only the preset's model(s) of this name (repeatable), e.g. "
+                        "--preset study --arm dnn-tanh-8bit (an unknown name lists the preset's models)")
     p.add_argument("--epochs", type=int, help="training epochs of every model (overrides the preset)")
     p.add_argument("--seeds", help="number of seeds N (seeds 0..N-1) or a comma list such as 3,5,7")
     p.add_argument("--out", help="output directory (default results/<preset>)")
@@ -188,6 +191,13 @@ def _configure(args, parser) -> tuple[dict, pathlib.Path]:
         if bad:
             parser.error(f"unknown dataset(s) {', '.join(bad)}; available: {', '.join(known)}")
         preset["datasets"] = list(dict.fromkeys(args.dataset))
+    if args.arm:
+        known = [m["name"] for m in preset["models"]]
+        bad = [a for a in args.arm if a not in known]
+        if bad:
+            parser.error(f"--arm: preset {preset['name']!r} has no model {', '.join(map(repr, bad))}; its models: "
+                         f"{', '.join(dict.fromkeys(known))}")
+        preset["models"] = [m for m in preset["models"] if m["name"] in args.arm]
     if args.epochs is not None:
         if args.epochs < 1:
             parser.error(f"--epochs must be a positive number of training epochs, got {args.epochs}")
@@ -389,9 +399,17 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
     report_path = _report.write_report(out, preset=preset, runs=runs, stores=stores, plane=plane,
                                        analysis=analysis, figures=drawn, failures=failures,
                                        timings=timings)
+    study_path = None
+    if str(preset.get("name", "")).startswith("study") and len(plane):
+        # the pre-registered decision rule (docs/study/protocol.md) over this run's plane
+        from experiments.study_report import write_study_report
+
+        study_path = write_study_report(out / "study", plane, sources=[out / "information_plane.csv"],
+                                        command=f"python -m experiments.study_report {out / 'information_plane.csv'} "
+                                                f"--out {out / 'study'}")
     return {"out": out, "runs": runs, "stores": stores, "plane": plane, "phases": analysis.phases,
             "failures": failures, "report": report_path, "verdicts": analysis.verdict_text(),
-            "timings": timings, "engine": engine_text}
+            "timings": timings, "engine": engine_text, "study_report": study_path}
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -449,6 +467,8 @@ def main(argv=None) -> int:
         return 1
     print(result["verdicts"])
     print(f"\nreport: {result['report']}")
+    if result.get("study_report"):
+        print(f"study verdict (protocol's decision rule): {result['study_report']}")
     if result["failures"]:
         print(f"\n{len(result['failures'])} failure(s):", file=sys.stderr)
         for line in result["failures"]:

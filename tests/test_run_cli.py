@@ -144,6 +144,8 @@ def test_estimator_failing_on_one_layer_fails_only_those_rows(tiny_run, capsys):
                            "study-bnn, study-digits, study-fashion, study-matched, study-nulls, study-positive, "
                            "study-resolution, study-wide, tiny"),
     (["--dataset", "nope"], "unknown dataset(s) nope; available: digits, fashion_mnist, mnist, tishby"),
+    (["--preset", "study", "--arm", "nope"], "--arm: preset 'study' has no model 'nope'; its models: dnn-tanh, "
+                                             "dnn-relu, dnn-tanh-lr0"),
     (["--estimator", "exact", "--estimator", "kdee"], "unknown estimator(s) kdee; available: "),
     (["--epochs", "-3"], "--epochs must be a positive number of training epochs, got -3"),
     (["--epochs", "0"], "--epochs must be a positive number of training epochs, got 0"),
@@ -406,3 +408,16 @@ def test_resume_continues_a_killed_run_from_its_checkpoint_like_an_uninterrupted
     assert reference.weight_states[20] == resumed.weight_states[20]  # bitwise the same final weights
     for layer in reference.layers:
         np.testing.assert_array_equal(resumed.read(layer), reference.read(layer))
+
+
+def test_arm_keeps_only_the_named_models_of_the_preset(tmp_path):
+    from experiments.run import _configure, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["--preset", "study", "--arm", "dnn-tanh-8bit", "--arm", "bnn-ste_sign-bn",
+                              "--dataset", "tishby", "--out", str(tmp_path / "o")])
+    preset, _ = _configure(args, parser)
+    assert sorted({(m["name"], m["datasets"][0]) for m in preset["models"]}) == [
+        ("bnn-ste_sign-bn", "digits"), ("bnn-ste_sign-bn", "fashion_mnist"), ("bnn-ste_sign-bn", "tishby"),
+        ("dnn-tanh-8bit", "digits"), ("dnn-tanh-8bit", "fashion_mnist"), ("dnn-tanh-8bit", "tishby")]
+    assert preset["datasets"] == ["tishby"]          # expand_runs then trains the two 12-bit arms only

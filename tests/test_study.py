@@ -7,6 +7,7 @@ inputs of the 12-bit task has I(X;T) = H(T), the plug-in entropy of its recorded
 shuffled-labels arm records the fixed permutation of the true labels defined in experiments.training.
 """
 import numpy as np
+import pandas as pd
 import pytest
 
 import ibtoolkit  # noqa: F401  (Keras 2 mode before TensorFlow)
@@ -151,3 +152,18 @@ def test_pilot_centre_of_mass_of_rises_and_falls():
     assert centre_of_mass(epochs, ity, rising=True) == pytest.approx((0.2 * 0.5 + 0.6 * 1.5) / 0.8)
     assert centre_of_mass(epochs, ixt, rising=False) == pytest.approx((2 * 2.5 + 1 * 3.5) / 3)
     assert np.isnan(centre_of_mass(epochs, np.ones(5), rising=False))
+
+
+def test_the_study_report_applies_the_protocol_to_the_run(mini):
+    _, result = mini
+    assert result["study_report"] == result["out"] / "study" / "report.md"
+    outcomes = pd.read_csv(result["out"] / "study" / "outcomes.csv")
+    primary = outcomes[outcomes["family"] == "1 primary"]
+    assert set(zip(primary["dnn"], primary["bnn"])) == {("dnn-tanh-8bit", "bnn-ste_sign-bn")}
+    assert set(primary["estimator_dnn"]) == {"exact"}
+    # two seeds, four recorded epochs, controls missing: nothing may be decided
+    assert set(outcomes["outcome"]) == {"undetermined"}
+    controls = pd.read_csv(result["out"] / "study" / "controls.csv")
+    measured = controls[controls["detail"] != "not run"]
+    assert {("learning rate 0", "bnn-ste_sign-lr0"), ("shuffled labels", "dnn-tanh-shuffled")} <= set(
+        zip(measured["control"], measured["arm"]))

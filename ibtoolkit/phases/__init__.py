@@ -21,7 +21,7 @@ One concept per module:
 * :mod:`~ibtoolkit.phases.checks`: estimator agreement, DPI / depth monotonicity, saturation.
 """
 from .checks import AgreementResult, copies_exact, dpi_violations, estimator_agreement, saturation
-from .contrast import CONTRAST_COLUMNS, bootstrap_interval, contrast, holm, permutation_p_value
+from .contrast import CONTRAST_COLUMNS, bootstrap_interval, compare_seeds, contrast, holm, permutation_p_value
 from .gating import GATE_DEFAULTS, REASONS, gate_reason, saturated_epochs, theil_sen_slope
 from .statistic import compression_during_fit
 from .table import DEFAULT_GROUP_BY, OUTCOMES, ROBUSTNESS_GRID, phase_table, trajectory_phases
@@ -30,5 +30,5 @@ from .trajectory import SPEC_DEFAULTS, VERDICTS, PhaseResult, analyse_trajectory
 __all__ = ["PhaseResult", "AgreementResult", "VERDICTS", "OUTCOMES", "REASONS", "SPEC_DEFAULTS", "GATE_DEFAULTS",
            "ROBUSTNESS_GRID", "DEFAULT_GROUP_BY", "CONTRAST_COLUMNS", "analyse_trajectory", "smooth",
            "gate_reason", "saturated_epochs", "theil_sen_slope", "compression_during_fit", "trajectory_phases", "phase_table",
-           "contrast", "permutation_p_value", "bootstrap_interval", "holm", "estimator_agreement", "dpi_violations",
+           "contrast", "compare_seeds", "permutation_p_value", "bootstrap_interval", "holm", "estimator_agreement", "dpi_violations",
            "saturation", "copies_exact"]

@@ -34,7 +34,7 @@ import pandas as pd
 
 from .table import _require, replicate_col, trajectory_phases
 
-__all__ = ["contrast", "permutation_p_value", "bootstrap_interval", "holm", "CONTRAST_COLUMNS"]
+__all__ = ["contrast", "compare_seeds", "permutation_p_value", "bootstrap_interval", "holm", "CONTRAST_COLUMNS"]
 
 CONTRAST_COLUMNS = ["group_a", "group_b", "statistic", "estimate", "ci_low", "ci_high", "p_value", "p_holm",
                     "n_a", "n_b", "n_excluded_a", "n_excluded_b"]
@@ -77,6 +77,19 @@ def bootstrap_interval(a, b, *, n_boot: int = 2000, level: float = 0.95, rng=Non
          - np.median(b[rng.integers(0, b.size, (n_boot, b.size))], axis=1))
     lo, hi = np.percentile(d, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
+
+
+def compare_seeds(a, b, *, n_boot: int = 2000, level: float = 0.95, n_perm: int = 2000, max_exact: int = 20000,
+                  rng=None) -> dict:
+    """One row of the seed-level test: ``estimate`` = median(a) − median(b), its percentile-bootstrap
+    interval ``ci_low``/``ci_high``, the permutation ``p_value`` (module docstring) and the seeds
+    ``n_a``/``n_b``; NaN statistics when a group has no value."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    both = a.size and b.size
+    lo, hi = bootstrap_interval(a, b, n_boot=n_boot, level=level, rng=rng) if both else (math.nan, math.nan)
+    return {"estimate": float(np.median(a) - np.median(b)) if both else math.nan, "ci_low": lo, "ci_high": hi,
+            "p_value": permutation_p_value(a, b, n_perm=n_perm, max_exact=max_exact, rng=rng) if both else math.nan,
+            "n_a": int(a.size), "n_b": int(b.size)}
 
 
 def _check_resampling(*, n_boot=None, level=None, n_perm=None, max_exact=None) -> None:
@@ -176,16 +189,10 @@ def contrast(plane: pd.DataFrame, between: str = "precision", a=None, b=None, *,
         if ga.empty or gb.empty:
             continue
         va, vb = ga.loc[ga["_use"], "_value"].to_numpy(), gb.loc[gb["_use"], "_value"].to_numpy()
-        both = va.size and vb.size
-        lo, hi = bootstrap_interval(va, vb, n_boot=n_boot, level=level, rng=rng) if both else (math.nan, math.nan)
         rows.append({"dataset": key[0], "estimator_label": key[1], "layer_index": key[2], "group_a": name_a,
                      "group_b": name_b, "statistic": statistic,
-                     "estimate": float(np.median(va) - np.median(vb)) if both else math.nan,
-                     "ci_low": lo, "ci_high": hi,
-                     "p_value": permutation_p_value(va, vb, n_perm=n_perm, max_exact=max_exact, rng=rng)
-                     if both else math.nan,
-                     "n_a": int(va.size), "n_b": int(vb.size), "n_excluded_a": int(len(ga) - va.size),
-                     "n_excluded_b": int(len(gb) - vb.size)})
+                     **compare_seeds(va, vb, n_boot=n_boot, level=level, n_perm=n_perm, max_exact=max_exact, rng=rng),
+                     "n_excluded_a": int(len(ga) - va.size), "n_excluded_b": int(len(gb) - vb.size)})
     out = pd.DataFrame(rows, columns=_KEYS + [c for c in CONTRAST_COLUMNS if c != "p_holm"])
     out.insert(out.columns.get_loc("p_value") + 1, "p_holm", holm(out["p_value"].to_numpy(dtype=float)))
     return out[_KEYS + CONTRAST_COLUMNS]
