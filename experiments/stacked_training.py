@@ -37,7 +37,7 @@ def _group_key(cfg) -> str:
     """Runs that can share a stack: everything of the training key but the seed."""
     from ibtoolkit.store.format import canonical_json
 
-    key = training._training_key(cfg)
+    key = training.training_key(cfg)
     key.pop("seed")
     return canonical_json(key)
 
@@ -83,7 +83,7 @@ def train_group(run_configs, out_dir, *, resume: bool = True, threads: int | Non
         if cfg not in todo:
             log.info("skip training %s: store complete", cfg["run_id"])
     # an interrupted run with a checkpoint continues from it on its own (train_run); a lone run too
-    alone = [cfg for cfg, d in zip(run_configs, dirs) if cfg in todo and resume and training._continuable(d, cfg)]
+    alone = [cfg for cfg, d in zip(run_configs, dirs) if cfg in todo and resume and training.continuable(d, cfg)]
     todo = [cfg for cfg in todo if cfg not in alone]
     if len(todo) == 1:
         alone, todo = alone + todo, []
@@ -99,7 +99,7 @@ def _train_stacked(run_configs, out_dir, *, resume, threads, verbose) -> None:
 
     for cfg in run_configs:  # as train_run makes room for a new run (a stacked chunk always starts anew)
         directory = training.run_directory(out_dir, cfg)
-        training._clear_for_new_run(directory, checkpoint_directory(out_dir, cfg["run_id"]), out_dir, keep=resume)
+        training.clear_for_new_run(directory, checkpoint_directory(out_dir, cfg["run_id"]), out_dir, keep=resume)
         directory.parent.mkdir(parents=True, exist_ok=True)
 
     import ibtoolkit  # noqa: F401  (Keras 2 mode before TensorFlow)
@@ -108,7 +108,7 @@ def _train_stacked(run_configs, out_dir, *, resume, threads, verbose) -> None:
     from ibtoolkit.schedules import epoch_schedule
 
     seeds = [int(cfg["seed"]) for cfg in run_configs]
-    training._set_seeds(seeds[0], threads)  # the chunk's Keras shuffle
+    training.set_seeds(seeds[0], threads)  # the chunk's Keras shuffle
     first = run_configs[0]
     data = training.prepare_data(first)  # the same for every seed: the split seed is the preset's
     model_cfg = first["model"]
@@ -126,7 +126,7 @@ def _train_stacked(run_configs, out_dir, *, resume, threads, verbose) -> None:
         seed = int(cfg["seed"])
         runs[cfg["run_id"]] = {"run_id": cfg["run_id"], "dataset": cfg["dataset"], "model": model_cfg["name"],
                                "precision": model_cfg["precision"], "variant": model_cfg["variant"], "seed": seed,
-                               "training": training._training_key(cfg)}
+                               "training": training.training_key(cfg)}
         dataset_meta[cfg["run_id"]] = {"name": cfg["dataset"], "seed": seed, "n_train": int(len(data["y_train"])),
                                        "n_test": int(len(data["y_test"])), "analysis": cfg.get("analysis", "all"),
                                        "source": str(data["info"].get("source", ""))}

@@ -134,7 +134,7 @@ def _bnn(args) -> int:
     import ibtoolkit  # noqa: F401  (Keras 2 before TensorFlow)
     import tensorflow as tf
 
-    from experiments.training import _set_seeds, build_model, prepare_data
+    from experiments.training import set_seeds, build_model, prepare_data
 
     quantizer = args.quantizer
     model_cfg = {"name": "pilot-bnn", "precision": args.precision, "variant": quantizer,
@@ -147,7 +147,7 @@ def _bnn(args) -> int:
     run_cfg = {"run_id": "pilot", "dataset": args.dataset, "dataset_options": {},
                "split": {"test_fraction": 0.2, "seed": 0}, "analysis": "all", "seed": int(args.seed),
                "model": model_cfg}
-    _set_seeds(int(args.seed), None)
+    set_seeds(int(args.seed), None)
     data = prepare_data(run_cfg)
     n_classes = int(data["y_train"].max() + 1)
     model = build_model(model_cfg, input_dim=data["x_train"].shape[1], n_classes=n_classes, seed=int(args.seed))

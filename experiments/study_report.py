@@ -4,7 +4,8 @@
 
 ``PLANE`` is an ``information_plane.csv`` (or ``.csv.gz``) of a study run or part; several planes (for
 example the committed planes of parts run in different sessions) are concatenated, a run that appears
-in more than one counted once.  Writes ``<out>/report.md`` (controls first, then the primary family,
+in more than one counted once.  ``--subsets FILE ...`` adds the planes on the training and held-out
+rows (:mod:`experiments.study_subsets`).  Writes ``<out>/report.md`` (controls first, then the primary family,
 then the others), ``outcomes.csv`` (one row per pair × layer), ``controls.csv`` and ``accuracy.csv``.
 ``experiments.run`` calls :func:`write_study_report` itself for every ``study`` preset.  The rules are
 in :mod:`experiments.study_verdict`.
@@ -21,9 +22,9 @@ import pandas as pd
 
 from experiments.report import markdown_table
 from experiments.study_verdict import (ALPHA, MIN_DETERMINED, ROBUST, arm_accuracy, control_outcomes, pair_outcomes,
-                                       resolution_table, study_trajectories, summary_lines)
+                                       resolution_table, samples_table, study_trajectories, summary_lines)
 
-__all__ = ["write_study_report", "read_planes", "main"]
+__all__ = ["write_study_report", "read_planes", "relabel_estimators", "main"]
 
 _FAMILY_TEXT = {
     "1 primary": "Family 1, primary: 8-bit DNN against the ste_sign BNNs, the same estimator (`exact`) on both.",
@@ -73,8 +74,25 @@ def read_planes(paths) -> pd.DataFrame:
     if not frames:
         raise ValueError("give at least one information_plane.csv")
     plane = pd.concat(frames, ignore_index=True)
+    if "samples" in plane.columns:
+        plane["samples"] = plane["samples"].fillna("all")
     keys = [c for c in ("run", "layer", "estimator_label", "epoch", "samples") if c in plane.columns]
-    return plane.drop_duplicates(keys, keep="last").reset_index(drop=True)
+    return relabel_estimators(plane.drop_duplicates(keys, keep="last").reset_index(drop=True))
+
+
+def relabel_estimators(plane: pd.DataFrame) -> pd.DataFrame:
+    """One ``estimator`` label per parameter set over the whole (combined) plane.
+
+    A part's plane names its parameter sets by the parameters that differ *within that part*
+    (``binning(n_bins=30)``); combined with other parts the same label could name different sets.
+    Labels are rebuilt from the estimator name and ``estimator_params`` over all rows
+    (:func:`experiments.estimator_specs.distinguish_parameter_sets`)."""
+    from experiments.estimator_specs import distinguish_parameter_sets
+
+    if "estimator_label" not in plane.columns or "estimator_params" not in plane.columns:
+        return plane
+    plane = plane.assign(estimator=plane["estimator_label"].astype(str).str.split("(").str[0])
+    return distinguish_parameter_sets(plane)
 
 
 def _fmt(v, digits=3) -> str:
@@ -138,8 +156,15 @@ def write_study_report(out, plane: pd.DataFrame, *, sources=(), command: str = "
                   "estimator setting (resolution-dependent).", "", markdown_table(resolution), ""]
     else:
         lines += ["_No family-3 pair in these planes._", ""]
+    lines += ["## 5. Planes on the training rows and on the held-out rows", "",
+              "Every run records its whole pool; the verdict above uses all N pool rows (as Shwartz-Ziv & Tishby). "
+              "The same stores measured on the rows of the run's seeded training split (`train`, 80 %) and on its "
+              "held-out rows (`held-out`, 20 %; `python -m experiments.study_subsets`, first estimator of each arm): "
+              "verdicts of the determined seeds, N = rows of that plane (its ceiling is log2 N).", ""]
+    samples = samples_table(plane)
+    lines += [markdown_table(samples) if len(samples) else "_No train/held-out plane given (--subsets)._", ""]
     counts = claim_rows["outcome"].value_counts().to_dict() if len(claim_rows) else {}
-    lines += ["## 5. Deviations from the protocol", ""] + [f"- {d}" for d in _DEVIATIONS] + [""]
+    lines += ["## 6. Deviations from the protocol", ""] + [f"- {d}" for d in _DEVIATIONS] + [""]
     lines += [f"_Outcome counts over every claim comparison: {counts}._", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
@@ -149,13 +174,16 @@ def write_study_report(out, plane: pd.DataFrame, *, sources=(), command: str = "
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.study_report", description=__doc__.splitlines()[0])
     parser.add_argument("planes", nargs="+", help="information_plane.csv(.gz) files of study runs or parts")
+    parser.add_argument("--subsets", nargs="*", default=[],
+                        help="planes on the training and held-out rows (python -m experiments.study_subsets)")
     parser.add_argument("--out", default="docs/study", help="directory for report.md and the CSVs (default docs/study)")
     args = parser.parse_args(argv)
     try:
-        plane = read_planes(args.planes)
+        plane = read_planes([*args.planes, *args.subsets])
     except ValueError as err:
         parser.error(str(err))
-    command = "python -m experiments.study_report " + " ".join(args.planes) + f" --out {args.out}"
+    command = ("python -m experiments.study_report " + " ".join(args.planes)
+               + (" --subsets " + " ".join(args.subsets) if args.subsets else "") + f" --out {args.out}")
     path = write_study_report(args.out, plane, sources=args.planes, command=command)
     print(f"study report: {path}")
     return 0

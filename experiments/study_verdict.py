@@ -54,7 +54,7 @@ import pandas as pd
 from experiments.study_presets import SIGN_QUANTIZERS
 
 __all__ = ["CONTROLS", "Pair", "study_pairs", "study_trajectories", "control_outcomes", "pair_outcomes", "resolution_table",
-           "arm_accuracy", "summary_lines", "MIN_DETERMINED", "ROBUST", "ALPHA"]
+           "samples_table", "arm_accuracy", "summary_lines", "MIN_DETERMINED", "ROBUST", "ALPHA"]
 
 #: Fewer determined seeds than this in either arm makes a layer undetermined (protocol section 4).
 MIN_DETERMINED = 5
@@ -86,16 +86,19 @@ class Pair:
 
 
 # ------------------------------------------------------------------ trajectories and groups
-def study_trajectories(plane: pd.DataFrame) -> pd.DataFrame:
-    """One row per trajectory of the all-rows plane (``trajectory_phases`` with the robustness grid)."""
+def study_trajectories(plane: pd.DataFrame, samples: str = "all", grid=None) -> pd.DataFrame:
+    """One row per trajectory of the plane on ``samples`` (``all`` pool rows, ``train`` or ``held-out``;
+    a plane without a ``samples`` column is the all-rows plane), with the robustness grid."""
     from ibtoolkit import phases as ph
 
     if "samples" in plane.columns:
-        plane = plane[plane["samples"].astype(str) == "all"]
+        plane = plane[plane["samples"].fillna("all").astype(str) == samples]
+    elif samples != "all":
+        plane = plane.iloc[:0]
     missing = [c for c in _BY + ["run", "epoch", "ixt", "ity"] if c not in plane.columns]
     if missing:
         raise ValueError(f"the study plane lacks column(s) {missing}; give the information_plane.csv of a study run")
-    return ph.trajectory_phases(plane, by=_BY)
+    return ph.trajectory_phases(plane, by=_BY, grid=grid)
 
 
 def _group(traj: pd.DataFrame, dataset: str, model: str, estimator: str) -> pd.DataFrame:
@@ -113,7 +116,7 @@ def _majority(g: pd.DataFrame) -> dict:
     top = str(counts.index[0]) if len(counts) and counts.iloc[0] * 2 > len(det) else None
     robust = float(det[_share(top)].mean()) if top else math.nan
     return {"n_seeds": int(len(g)), "n_determined": int(len(det)), "majority": top, "robustness": robust,
-            "counts": ", ".join(f"{v} {int(n)}" for v, n in counts.items()) or "none"}
+            "counts": ", ".join(f"{v} {int(n)}" for v, n in counts.items()) or "none determined"}
 
 
 # ------------------------------------------------------------------ controls
@@ -384,6 +387,27 @@ def resolution_table(outcomes: pd.DataFrame) -> pd.DataFrame:
                      "resolution_dependent": len(kinds) > 1,
                      "outcomes": "; ".join(f"{e}: {o}" for e, o in zip(g["estimator_dnn"], g["outcome"]))})
     return pd.DataFrame(rows, columns=["dataset", "bnn", "layer_index", "layer", "resolution_dependent", "outcomes"])
+
+
+def samples_table(plane: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, arm, estimator, layer): the determined seeds' verdicts on all pool rows, on the
+    training rows and on the held-out rows (planes told apart by ``samples``), and each plane's
+    number of rows; only where a train or held-out plane exists."""
+    if "samples" not in plane.columns:
+        return pd.DataFrame()
+    rows: dict = {}
+    for samples in ("all", "train", "held-out"):
+        traj = study_trajectories(plane, samples, grid={})
+        if traj.empty:
+            continue
+        n = plane.loc[plane["samples"].fillna("all") == samples].groupby("run")["n_samples"].first()
+        for key, g in traj.groupby(["dataset", "model", "estimator", "layer"], sort=True):
+            m = _majority(g)
+            row = rows.setdefault(key, dict(zip(["dataset", "arm", "estimator", "layer"], key)))
+            row[samples] = f"{m['counts']} of {m['n_seeds']} (N = {int(n.reindex(g['run']).median())})"
+    out = pd.DataFrame(list(rows.values()))
+    keep = [c for c in ("train", "held-out") if c in out.columns]
+    return out.dropna(subset=keep, how="all").reset_index(drop=True) if keep else pd.DataFrame()
 
 
 def arm_accuracy(plane: pd.DataFrame) -> pd.DataFrame:

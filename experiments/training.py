@@ -25,7 +25,7 @@ import shutil
 import numpy as np
 
 __all__ = ["expand_runs", "run_id", "train_run", "prepare_data", "build_model", "store_is_complete",
-           "run_directory"]
+           "run_directory", "training_key", "set_seeds", "continuable", "clear_for_new_run"]
 
 log = logging.getLogger("experiments.training")
 
@@ -80,7 +80,7 @@ def run_directory(out_dir, run_config) -> pathlib.Path:
     return pathlib.Path(out_dir) / "runs" / run_config["run_id"]
 
 
-def _training_key(run_config) -> dict:
+def training_key(run_config) -> dict:
     """The parts of a run config that determine the trained store (estimators excluded)."""
     model = {k: v for k, v in run_config["model"].items() if k != "estimators"}
     return {"dataset": run_config["dataset"], "dataset_options": run_config.get("dataset_options", {}),
@@ -107,7 +107,7 @@ def store_is_complete(directory, run_config=None) -> bool:
     if run_config is None:
         return True
     recorded = (store.run or {}).get("training")
-    return recorded is not None and canonical_json(recorded) == canonical_json(_training_key(run_config))
+    return recorded is not None and canonical_json(recorded) == canonical_json(training_key(run_config))
 
 
 # -- data and model ------------------------------------------------------------------------------
@@ -221,7 +221,9 @@ def build_model(model_cfg: dict, *, input_dim: int, n_classes: int, seed: int):
     return model
 
 
-def _set_seeds(seed: int, threads: int | None) -> None:
+def set_seeds(seed: int, threads: int | None) -> None:
+    """Seed Python, numpy and TensorFlow with ``seed`` (Keras's shuffle and initialisers) and, for a sweep
+    worker, give TensorFlow ``threads`` intra- and inter-op threads (once per process)."""
     import tensorflow as tf
 
     already = (tf.config.threading.get_intra_op_parallelism_threads(),
@@ -269,16 +271,16 @@ def train_run(run_config: dict, out_dir, *, resume: bool = True, threads: int | 
     if resume and store_is_complete(directory, run_config):
         log.info("skip training %s: store complete", run_config["run_id"])
         return directory
-    continuing = resume and _continuable(directory, run_config)
+    continuing = resume and continuable(directory, run_config)
     checkpoints = checkpoint_directory(out_dir, run_config["run_id"])
     if not continuing:
-        _clear_for_new_run(directory, checkpoints, out_dir, keep=resume)
+        clear_for_new_run(directory, checkpoints, out_dir, keep=resume)
     directory.parent.mkdir(parents=True, exist_ok=True)
     return _fit_run(run_config, directory, checkpoints, continuing, threads, verbose, checkpoint_seconds,
                     list(callbacks))
 
 
-def _continuable(directory: pathlib.Path, run_config) -> bool:
+def continuable(directory: pathlib.Path, run_config) -> bool:
     """An interrupted store of the same training settings: continue it instead of replacing it."""
     if not (directory / "manifest.json").exists():
         return False
@@ -290,11 +292,11 @@ def _continuable(directory: pathlib.Path, run_config) -> bool:
     except StoreError:
         return False
     recorded = (store.run or {}).get("training")
-    same = recorded is not None and canonical_json(recorded) == canonical_json(_training_key(run_config))
+    same = recorded is not None and canonical_json(recorded) == canonical_json(training_key(run_config))
     return same and store.status == "interrupted" and store.last_epoch is not None
 
 
-def _clear_for_new_run(directory: pathlib.Path, checkpoints: pathlib.Path, out_dir, keep: bool) -> None:
+def clear_for_new_run(directory: pathlib.Path, checkpoints: pathlib.Path, out_dir, keep: bool) -> None:
     """Make room for a new run: the old store is moved to ``out_dir/replaced/`` (``keep``, i.e. with
     --resume: nothing committed is lost) or deleted; its checkpoint is deleted."""
     import time
@@ -325,7 +327,7 @@ def _fit_run(run_config, directory, checkpoints, continuing, threads, verbose, c
     from ibtoolkit.schedules import epoch_schedule
 
     seed = int(run_config["seed"])
-    _set_seeds(seed, threads)
+    set_seeds(seed, threads)
     data = prepare_data(run_config)
     model_cfg = run_config["model"]
     n_classes = int(max(data["y_train"].max(), data["y_test"].max()) + 1)
@@ -336,7 +338,7 @@ def _fit_run(run_config, directory, checkpoints, continuing, threads, verbose, c
         log.info("continuing %s from epoch %d", run_config["run_id"], initial)
     run_meta = {"run_id": run_config["run_id"], "dataset": run_config["dataset"], "model": model_cfg["name"],
                 "precision": model_cfg["precision"], "variant": model_cfg["variant"], "seed": seed,
-                "training": _training_key(run_config)}
+                "training": training_key(run_config)}
     dataset_meta = {"name": run_config["dataset"], "seed": seed, "n_train": int(len(data["y_train"])),
                     "n_test": int(len(data["y_test"])), "analysis": run_config.get("analysis", "all"),
                     "source": str(data["info"].get("source", ""))}

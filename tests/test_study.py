@@ -167,3 +167,24 @@ def test_the_study_report_applies_the_protocol_to_the_run(mini):
     measured = controls[controls["detail"] != "not run"]
     assert {("learning rate 0", "bnn-ste_sign-lr0"), ("shuffled labels", "dnn-tanh-shuffled")} <= set(
         zip(measured["control"], measured["arm"]))
+
+
+def test_train_and_held_out_planes_of_every_study_run(mini):
+    from experiments.study_report import read_planes
+    from experiments.study_subsets import study_subset_planes
+    from experiments.study_verdict import samples_table
+
+    preset, result = mini
+    subsets = study_subset_planes(result["out"], progress=False)
+    assert set(subsets["samples"]) == {"train", "held-out"}
+    n = subsets.groupby(["dataset", "samples"])["n_samples"].unique().map(list).to_dict()
+    # the seeded 80/20 split of each pool: 4096 -> 3277 + 819, 1797 -> 1438 + 359 (digits)
+    assert n == {("tishby", "train"): [3277], ("tishby", "held-out"): [819],
+                 ("digits", "train"): [1438], ("digits", "held-out"): [359]}
+    assert set(subsets["run"]) == set(result["plane"]["run"])
+    path = result["out"] / "subsets.csv"
+    subsets.to_csv(path, index=False)
+    table = samples_table(read_planes([result["out"] / "information_plane.csv", path]))
+    assert len(table) == result["plane"].groupby(["model", "layer"]).ngroups   # one estimator per arm here
+    assert table["train"].str.contains(r"of 2 \(N = (3277|1438)\)").all()
+    assert table["held-out"].str.contains(r"of 2 \(N = (819|359)\)").all()

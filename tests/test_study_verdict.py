@@ -188,3 +188,23 @@ def test_report_puts_controls_first_and_reads_several_planes(tmp_path):
     assert acc.loc["bnn-ste_sign", "accuracy_median"] == pytest.approx(0.9045)
     with pytest.raises(ValueError, match="no plane at"):
         read_planes([tmp_path / "missing.csv"])
+
+
+def test_combined_planes_get_one_label_per_parameter_set():
+    """A part names its sets by the parameters that differ within it; combined, the labels are rebuilt."""
+    from experiments.study_report import relabel_estimators
+
+    def rows(label, params, run):
+        return pd.DataFrame({"run": [run], "estimator": [label], "estimator_label": [f"binning({params})"],
+                             "estimator_params": [params]})
+    p30 = '{"n_bins": 30, "value_range": [-1.0, 1.0]}'
+    p100 = '{"n_bins": 100, "value_range": [-1.0, 1.0]}'
+    pdata = '{"n_bins": 100, "value_range": "data"}'
+    positive = pd.concat([rows("binning(n_bins=30)", p30, "a"), rows("binning(n_bins=100)", p100, "a")])
+    nulls = pd.concat([rows("binning(n_bins=30, value_range=[-1.0, 1.0])", p30, "b"),
+                       rows("binning(n_bins=100, value_range=data)", pdata, "c")])
+    out = relabel_estimators(pd.concat([positive, nulls], ignore_index=True))
+    labels = dict(zip(zip(out["run"], out["estimator_params"]), out["estimator"]))
+    assert labels[("a", p30)] == labels[("b", p30)] == "binning(n_bins=30, value_range=[-1.0, 1.0])"
+    assert labels[("a", p100)] == "binning(n_bins=100, value_range=[-1.0, 1.0])"
+    assert labels[("c", pdata)] == "binning(n_bins=100, value_range=data)"
