@@ -60,6 +60,9 @@ _DEVIATIONS = [
     "datasets too.",
     "Group robustness in the decision rule is taken over the determined seeds only (the report's phase tables "
     "take it over all seeds).",
+    f"A majority verdict of a negative or shuffled-label control counts at a layer only where at least "
+    f"{MIN_DETERMINED} of its seeds are determined, the threshold section 4 sets for the pairs (section 5 states "
+    "no threshold); the controls table lists the majorities left out this way.",
 ]
 
 

@@ -16,7 +16,8 @@ group robustness of :func:`ibtoolkit.phases.phase_table` restricted to the deter
 * *positive* (``dnn-tanh``): at some layer where more than half of the seeds are determined, the
   seed-median compression :math:`\operatorname{median}_s C_s \ge 0.1` bit with its 95 % percentile
   bootstrap interval above 0, and ``separate`` the majority verdict;
-* *negative* (``dnn-relu``): no layer has ``separate`` or ``simultaneous`` as its majority verdict;
+* *negative* (``dnn-relu``): no layer has ``separate`` or ``simultaneous`` as its majority verdict
+  (a majority counts where at least :data:`MIN_DETERMINED` seeds are determined, as in the pairs);
 * *learning rate 0* (``dnn-tanh-lr0``, ``bnn-ste_sign-lr0``): no trajectory is ``simultaneous`` or
   ``separate`` (the reasons of the others are listed: ``not fitted`` is the expected one);
 * *shuffled labels* (``dnn-tanh-shuffled``, ``bnn-ste_sign-bn-shuffled``): as *negative*.
@@ -171,9 +172,15 @@ def _control_result(control: str, g: pd.DataFrame, rng) -> tuple[bool, str, str]
                   f"{len(phased)} of {len(g)} trajectories " +
                   ", ".join(f"{v} {n}" for v, n in phased["verdict"].value_counts().items()))
         return phased.empty, detail + "; verdicts: " + _reasons(g), layers
-    phased = {lay: m["majority"] for lay, m in per_layer.items() if m["majority"] in ("separate", "simultaneous")}
-    return (not phased, "no layer has a phase majority" if not phased else
-            "majority " + ", ".join(f"{lay} {v}" for lay, v in phased.items()), layers)
+    phased = {lay: m for lay, m in per_layer.items() if m["majority"] in ("separate", "simultaneous")}
+    # a majority over fewer than MIN_DETERMINED determined seeds is not the arm's verdict (section 4)
+    counted = {lay: m for lay, m in phased.items() if m["n_determined"] >= MIN_DETERMINED}
+    weak = [f"{lay} {m['majority']} ({m['counts']})" for lay, m in phased.items() if lay not in counted]
+    detail = ("no layer has a phase majority" if not counted else
+              "majority " + ", ".join(f"{lay} {m['majority']} ({m['counts']})" for lay, m in counted.items()))
+    if weak:
+        detail += f"; not counted, fewer than {MIN_DETERMINED} determined seeds: " + ", ".join(weak)
+    return not counted, detail, layers
 
 
 def _reasons(g: pd.DataFrame) -> str:

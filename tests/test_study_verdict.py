@@ -130,10 +130,17 @@ def test_positive_and_negative_controls_and_the_relu_qualification():
     traj = sv.study_trajectories(plane)
     controls = sv.control_outcomes(traj)
     neg = controls[controls["control"] == "negative"].iloc[0]
-    assert not neg["passes"] and neg["detail"] == "majority hidden_1 separate"
+    assert not neg["passes"] and neg["detail"] == "majority hidden_1 separate (separate 10)"
     full = sv.pair_outcomes(traj, controls)
     full = full[full["family"] == "3 full precision"].iloc[0]
     assert full["outcome"] == "undetermined" and "ReLU control also compresses" in full["reason"]
+    # a majority over fewer than 5 determined seeds is listed but not counted
+    relu = ["separate"] * 3 + ["saturated"] * 7
+    plane = pd.concat(_arm("dnn-relu", relu, est) + _arm("dnn-tanh", "separate", est), ignore_index=True)
+    neg = sv.control_outcomes(sv.study_trajectories(plane))
+    neg = neg[neg["control"] == "negative"].iloc[0]
+    assert neg["passes"] and neg["detail"] == ("no layer has a phase majority; not counted, fewer than 5 determined "
+                                               "seeds: hidden_1 separate (separate 3)")
     # a tanh DNN that never compresses fails the positive control
     plane = pd.concat(_arm("dnn-tanh", "flat", est), ignore_index=True)
     pos = sv.control_outcomes(sv.study_trajectories(plane))
