@@ -82,9 +82,9 @@ def test_claim_holds_when_bnn_compresses_while_fitting_and_dnn_after_with_contro
     assert row["estimate"] > 0 and row["ci_low"] > 0 and row["p_holm"] < 0.05
     assert (row["majority_bnn"], row["majority_dnn"]) == ("simultaneous", "separate")
     assert (row["n_determined_bnn"], row["n_determined_dnn"], row["n_bnn"], row["n_dnn"]) == (10, 10, 10, 10)
-    # C(20, 10) = 184756 splits > 20000: 2000 sampled permutations, none as extreme as seeds that do not
-    # overlap, so p = (0 + 1) / (2000 + 1)
-    assert row["p_value"] == pytest.approx(1 / 2001)
+    # all C(20, 10) = 184756 splits; groups that do not overlap: only the 2 C(8, 4) splits that keep each
+    # side's median seeds are as extreme (tests/test_verdicts.py), p = 140 / 184756
+    assert row["p_value"] == pytest.approx(140 / 184756)
 
 
 def test_a_bnn_that_also_compresses_after_fitting_contradicts_the_claim():
@@ -173,6 +173,14 @@ def test_holm_runs_over_a_family_and_the_batchnorm_family_only_contrasts():
     assert len(primary) == 2
     from ibtoolkit.phases import holm
     assert np.allclose(primary["p_holm"], holm(primary["p_value"].to_numpy()))
+    # the 100-bin setting of the resolution check is its own family: it does not enlarge family 3's Holm
+    plane = pd.concat(_controls(("binning(n_bins=30)", "binning(n_bins=100)", "exact"))
+                      + _arm("bnn-ste_sign", "simultaneous"), ignore_index=True)
+    traj = sv.study_trajectories(plane)
+    full = sv.pair_outcomes(traj, sv.control_outcomes(traj)).set_index("estimator_dnn")
+    assert full.loc["binning(n_bins=30)", "family"] == "3 full precision"
+    assert full.loc["binning(n_bins=100)", "family"] == "3 full precision (resolution)"
+    assert (full["p_holm"] == full["p_value"]).all()     # one row per family
     bn = out[out["family"] == "4 BatchNorm"].iloc[0]
     assert bn["outcome"] == "contrast only" and bn["estimate"] < 0   # with BN compresses later: lower D
 
@@ -195,6 +203,14 @@ def test_report_puts_controls_first_and_reads_several_planes(tmp_path):
     assert acc.loc["bnn-ste_sign", "accuracy_median"] == pytest.approx(0.9045)
     with pytest.raises(ValueError, match="no plane at"):
         read_planes([tmp_path / "missing.csv"])
+
+
+def test_report_of_a_run_without_any_pair_says_so(tmp_path):
+    # a study part that trains one full-precision arm only (no BNN twin): controls, accuracy, no contrast
+    plane = pd.concat(_arm("dnn-tanh", "separate", "binning"), ignore_index=True)
+    text = write_study_report(tmp_path / "out", plane).read_text()
+    assert "No BNN/full-precision pair was run: no claim comparison." in text
+    assert "positive (`dnn-tanh`) passes; negative (`dnn-relu`) not run" in text
 
 
 def test_combined_planes_get_one_label_per_parameter_set():

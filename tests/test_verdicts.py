@@ -162,8 +162,8 @@ def test_contrast_finds_a_known_difference_with_an_interval_excluding_zero():
     d = per.groupby("precision")["compression_during_fit"].median()
     assert row["estimate"] == pytest.approx(d["binary"] - d["full"], abs=1e-12) and row["estimate"] > 1.0
     assert row["ci_low"] > 0 and row["ci_low"] <= row["estimate"] <= row["ci_high"]
-    # 2000 random permutations (C(20, 10) > max_exact); splits that swap only extreme seeds keep both medians
-    assert 1 / 2001 <= row["p_value"] < 0.01 and row["p_holm"] == row["p_value"]
+    # all C(20, 10) splits; no 10 + 10 seeds give a p below 140 / C(20, 10) (groups that do not overlap)
+    assert 140 / math.comb(20, 10) <= row["p_value"] < 0.01 and row["p_holm"] == row["p_value"]
     assert (row["n_a"], row["n_b"], row["n_excluded_a"], row["n_excluded_b"]) == (10, 10, 0, 0)
 
 
@@ -290,6 +290,19 @@ def test_permutation_p_value_exact_and_sampled_extremes():
     assert ph.permutation_p_value([5.0], [0.0, 0.1, 0.2, 0.3], max_exact=0, rng=2) >= 1 / 2001
     with pytest.raises(ValueError, match="at least 2000"):
         ph.permutation_p_value(a, b, max_exact=100, n_perm=500)
+
+
+def test_ten_seeds_against_ten_are_tested_exactly_and_their_floor_limits_holm():
+    """{100..109} vs {0..9}: |median difference| = 100 needs k >= 6 high seeds on one side with the two at
+    its median positions being 104 and 105 (its other highs below them drawn from {100..103}, above them
+    all of {106..109}) and, mirrored, the low side's median seeds 4 and 5: sum_k C(4, k-6)^2 = C(8, 4) = 70
+    splits and their mirrors, p = 140 / C(20, 10) = 7.6e-4 exactly, the smallest p any 10 + 10 seeds can
+    give. Holm brings it under 0.05 in a call of 65 rows, not of 66."""
+    a, b = np.arange(10.0) + 100.0, np.arange(10.0)
+    p = ph.permutation_p_value(a, b)
+    assert p == pytest.approx(140 / math.comb(20, 10), abs=1e-15)
+    assert ph.permutation_p_value(a * 3.0 + 7.0, b * 3.0 + 7.0) == p      # the same affine map on every seed
+    assert ph.holm(np.r_[p, np.ones(64)])[0] < 0.05 < ph.holm(np.r_[p, np.ones(65)])[0]
 
 
 def test_resampling_settings_that_cannot_work_are_refused_up_front():
