@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.report import markdown_table
+from experiments.study_figures import plot_claim_contrasts
 from experiments.study_verdict import (ALPHA, MIN_DETERMINED, ROBUST, arm_accuracy, control_outcomes, pair_outcomes,
                                        resolution_table, samples_table, study_trajectories, summary_lines)
 
@@ -162,6 +163,12 @@ def write_study_report(out, plane: pd.DataFrame, *, sources=(), command: str = "
     lines += ["## 2. Arms and training accuracy", "", markdown_table(accuracy.round(4)) if len(accuracy) else "", ""]
     claim_rows = outcomes[outcomes["claim"]] if len(outcomes) else outcomes
     lines += ["## 3. Contrasts and outcomes per family", "", _COLUMNS_TEXT, ""]
+    for dataset in sorted(set(outcomes["dataset"])) if len(outcomes) else []:
+        if plot_claim_contrasts(traj, outcomes, dataset, out / "figures" / f"contrast-{dataset}") is not None:
+            lines += [f"**{dataset}**: every seed's D in the pairs of families 1–2 (DNN blue, BNN red; hollow: "
+                      "undetermined; bar: median of the determined seeds), the layer's outcome above "
+                      "(`experiments.study_figures`).", "",
+                      f"![contrast, {dataset}](figures/contrast-{dataset}.png)", ""]
     if len(outcomes):
         for (fam, dataset), g in outcomes.groupby(["family", "dataset"], sort=True):
             lines += [f"### {_FAMILY_TEXT.get(fam, fam)} Dataset `{dataset}`", "", _outcome_table(g), ""]

@@ -231,3 +231,27 @@ def test_combined_planes_get_one_label_per_parameter_set():
     assert labels[("a", p30)] == labels[("b", p30)] == "binning(n_bins=30, value_range=[-1.0, 1.0])"
     assert labels[("a", p100)] == "binning(n_bins=100, value_range=[-1.0, 1.0])"
     assert labels[("c", pdata)] == "binning(n_bins=100, value_range=data)"
+
+
+def test_contrast_figure_draws_every_seed_at_its_d_with_the_layer_outcome(tmp_path):
+    from matplotlib.collections import PathCollection
+
+    from experiments.study_figures import plot_claim_contrasts
+
+    plane = pd.concat(_primary() + _controls(), ignore_index=True)
+    traj = sv.study_trajectories(plane)
+    out = sv.pair_outcomes(traj, sv.control_outcomes(traj))
+    fig = plot_claim_contrasts(traj, out, "tishby", tmp_path / "contrast")
+    assert (tmp_path / "contrast.png").is_file()
+    ax = [a for a in fig.axes if a.get_visible()]
+    assert len(ax) == 1                     # the primary pair, also in family 2, is drawn once
+    points = [c.get_offsets() for c in ax[0].collections if isinstance(c, PathCollection)]
+    filled_dnn, hollow_dnn, filled_bnn, hollow_bnn = points
+    for model, drawn in (("dnn-tanh-8bit", filled_dnn), ("bnn-ste_sign", filled_bnn)):
+        d = traj.loc[traj["model"] == model, "compression_during_fit"].to_numpy(dtype=float)
+        np.testing.assert_allclose(np.sort(np.asarray(drawn)[:, 1]), np.sort(d))   # every seed at its D
+    assert len(hollow_dnn) == len(hollow_bnn) == 0
+    assert np.asarray(filled_bnn)[:, 1].min() > np.asarray(filled_dnn)[:, 1].max()
+    assert [t.get_text() for t in ax[0].texts] == ["holds"]
+    assert plot_claim_contrasts(traj, out, "digits") is None
+
