@@ -1,7 +1,8 @@
 """The study's contrast figure: every seed's D beside the outcome of each layer of each claim pair.
 
-One panel per claim pair of families 1 and 2 on a dataset (the 8-bit DNN against each BNN arm, the
-same estimator on both), hidden layers along x. Each seed is a point at its statistic D (bits I(X;T)
+One panel per claim pair of the families drawn (default families 1 and 2: the 8-bit DNN against each
+BNN arm; the exploratory family 5 in a figure of its own), the same estimator on both arms, hidden
+layers along x. Each seed is a point at its statistic D (bits I(X;T)
 sits below its running peak while I(T;Y) still rises; :mod:`ibtoolkit.phases.statistic`), the DNN's
 seeds left of the layer, the BNN's right; filled for a determined trajectory, hollow for an undetermined
 one (the pair's ``all:`` contrast uses those too); a bar marks each side's median over determined seeds.
@@ -17,31 +18,35 @@ import pathlib
 import numpy as np
 import pandas as pd
 
+from experiments.study_presets import COARSE_BITS
 from experiments.study_verdict import _DETERMINED
 
-__all__ = ["plot_claim_contrasts", "CONTRAST_FAMILIES"]
+__all__ = ["plot_claim_contrasts", "CONTRAST_FAMILIES", "EXPLORATORY_FAMILIES"]
 
 #: Families whose pairs measure both arms with the same estimator (protocol section 4).
 CONTRAST_FAMILIES = ("1 primary", "1 primary (wide)", "2 quantizers")
+#: The exploratory coarse-DNN families (`study-coarse`), drawn in a figure of their own.
+EXPLORATORY_FAMILIES = tuple(f"5 coarse DNN, {b}-bit (exploratory)" for b in COARSE_BITS)
 _SIDE = {"dnn": ("#1f77b4", -0.17), "bnn": ("#d62728", 0.17)}
 _SHORT = {"holds": "holds", "contradicted": "contra.", "undetermined": "undet.",
           "depends on the undetermined trajectories": "depends"}
 
 
-def _pairs(outcomes: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    rows = outcomes[(outcomes["dataset"] == dataset) & outcomes["family"].isin(CONTRAST_FAMILIES)]
+def _pairs(outcomes: pd.DataFrame, dataset: str, families) -> pd.DataFrame:
+    rows = outcomes[(outcomes["dataset"] == dataset) & outcomes["family"].isin(families)]
     return rows.drop_duplicates(["dnn", "bnn", "estimator_dnn", "estimator_bnn", "layer_index"])
 
 
-def plot_claim_contrasts(traj: pd.DataFrame, outcomes: pd.DataFrame, dataset: str, path=None, *, ncols: int = 4):
+def plot_claim_contrasts(traj: pd.DataFrame, outcomes: pd.DataFrame, dataset: str, path=None, *,
+                         families=CONTRAST_FAMILIES, ncols: int = 4):
     """Draw the contrast figure of ``dataset`` (module docstring); ``path`` without suffix writes PNG.
 
     ``traj``: :func:`experiments.study_verdict.study_trajectories`; ``outcomes``:
-    :func:`experiments.study_verdict.pair_outcomes`. Returns the figure, or None when the dataset has
-    no pair of families 1-2."""
+    :func:`experiments.study_verdict.pair_outcomes`; ``families``: whose pairs to draw (default
+    families 1-2). Returns the figure, or None when the dataset has no pair of those families."""
     from ibtoolkit.plotting.common import _new_figure, save_figure
 
-    rows = _pairs(outcomes, dataset) if len(outcomes) else outcomes
+    rows = _pairs(outcomes, dataset, families) if len(outcomes) else outcomes
     if rows is None or rows.empty:
         return None
     panels = list(rows.groupby(["dnn", "bnn", "estimator_dnn", "estimator_bnn"], sort=False))

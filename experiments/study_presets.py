@@ -12,6 +12,8 @@ each part can be run alone::
     study-wide       12-bit task, 32-16-10-8-6: BNN with BN (trains to >= 95 %), its DNN and 8-bit twins
     study-digits     scikit-learn digits: DNN, 8-bit DNN, BNNs with BN
     study-fashion    Fashion-MNIST (its 10 000 test images as the pool): the same arms
+    study-coarse     exploratory, added after the study had run (not in ``study``): 2-bit and 4-bit tanh
+                     DNNs on the 12-bit task, coarse enough for ``exact`` where 8 bits saturate
 
 Every arm of every part shares :data:`SHARED` (Adam 4e-4, batch 256, 8000 epochs, the 150-point log
 schedule; Fashion-MNIST arms train 1000 epochs, :data:`EPOCHS`) and the seeds 0-9; an arm's ``datasets`` key names the datasets it runs on (arms differ in
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["study_presets", "SHARED", "SEEDS", "WIDTHS", "WIDE_WIDTHS", "EPOCHS", "SIGN_QUANTIZERS", "STUDY_PARTS"]
+__all__ = ["study_presets", "SHARED", "SEEDS", "WIDTHS", "WIDE_WIDTHS", "EPOCHS", "SIGN_QUANTIZERS", "STUDY_PARTS",
+           "COARSE_BITS"]
 
 #: Settings every arm shares (protocol section 1).
 SHARED = {"optimizer": "adam", "lr": 4e-4, "batch_size": 256, "epochs": 8000, "schedule": "log", "n_points": 150}
@@ -37,6 +40,8 @@ WIDTHS = {"tishby": [10, 7, 5, 4, 3], "digits": [32, 16, 10, 8], "fashion_mnist"
 WIDE_WIDTHS = [32, 16, 10, 8, 6]
 #: The BNN activation quantizers of the study; magnitude_aware_sign is a kernel quantizer.
 SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign", "magnitude_aware_sign")
+#: Activation bits of the exploratory `study-coarse` DNN arms (not pre-registered; docs/study/README.md).
+COARSE_BITS = (2, 4)
 #: Part presets, in the order the study runs them.
 STUDY_PARTS = ("study-positive", "study-nulls", "study-bnn", "study-matched", "study-resolution", "study-wide",
                "study-digits", "study-fashion")
@@ -101,8 +106,11 @@ def _parts() -> dict[str, list[dict]]:
         other[part] = [_dnn(dataset, estimators=[_BIN30, _KDE_01]),
                        _dnn(dataset, bits=8, estimators=[_EXACT, _BIN30]),
                        *[_bnn(dataset, q, batch_norm=True, estimators=[_EXACT]) for q in SIGN_QUANTIZERS]]
+    # exploratory, added after the pre-registered parts had run (not part of `study`): DNNs whose codes are
+    # coarse enough for `exact` where the 8-bit codes give every input its own code
+    coarse = [_dnn(t, bits=b, estimators=[_EXACT, _BIN30]) for b in COARSE_BITS]
     return {"study-positive": positive, "study-nulls": nulls, "study-bnn": bnn, "study-matched": matched,
-            "study-resolution": resolution, "study-wide": wide_arms, **other}
+            "study-resolution": resolution, "study-wide": wide_arms, **other, "study-coarse": coarse}
 
 
 _DESCRIPTIONS = {
@@ -117,6 +125,8 @@ _DESCRIPTIONS = {
                   "8-bit twins, 10 seeds.",
     "study-digits": "Study part: scikit-learn digits, DNN, 8-bit DNN and BNNs with BN, 10 seeds.",
     "study-fashion": "Study part: Fashion-MNIST (offline, 10 000-image pool), DNN, 8-bit DNN, BNNs with BN.",
+    "study-coarse": "Exploratory (not pre-registered, not in `study`): 2-bit and 4-bit tanh DNNs on the 12-bit task, "
+                    "whose codes are coarse enough for exact where the 8-bit codes saturate, 10 seeds.",
 }
 
 _SOURCE = {
@@ -154,4 +164,5 @@ def study_presets() -> dict[str, dict]:
         for model in parts[name]:
             union.setdefault((model["datasets"][0], model["name"]), model)
     out["study"] = _preset("study", list(union.values()))
+    out["study-coarse"] = _preset("study-coarse", parts["study-coarse"])
     return out

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from experiments.report import markdown_table
-from experiments.study_figures import plot_claim_contrasts
+from experiments.study_figures import CONTRAST_FAMILIES, EXPLORATORY_FAMILIES, plot_claim_contrasts
+from experiments.study_presets import COARSE_BITS
 from experiments.study_verdict import (ALPHA, MIN_DETERMINED, ROBUST, arm_accuracy, control_outcomes, pair_outcomes,
                                        resolution_table, samples_table, study_trajectories, summary_lines)
 
@@ -42,6 +43,9 @@ _FAMILY_TEXT = {
     "3 full precision (wide, resolution)": "Family 3, the wide trio, resolution check: the wide tanh DNN under "
                                            "100-bin binning against the wide BNN.",
     "4 BatchNorm": "Family 4, BatchNorm: with BN minus without, same kind of net (contrast only, no claim outcome).",
+    **{f"5 coarse DNN, {b}-bit (exploratory)": f"Family 5, exploratory (not pre-registered; `study-coarse`, run after "
+       f"the study): the {b}-bit tanh DNN (`exact`) against every BNN arm (`exact`), its own Holm family."
+       for b in COARSE_BITS},
 }
 _COLUMNS_TEXT = (
     "Columns: `estimate` = median over the BNN's seeds of D minus the median over the DNN's seeds (D: bits "
@@ -164,11 +168,14 @@ def write_study_report(out, plane: pd.DataFrame, *, sources=(), command: str = "
     claim_rows = outcomes[outcomes["claim"]] if len(outcomes) else outcomes
     lines += ["## 3. Contrasts and outcomes per family", "", _COLUMNS_TEXT, ""]
     for dataset in sorted(set(outcomes["dataset"])) if len(outcomes) else []:
-        if plot_claim_contrasts(traj, outcomes, dataset, out / "figures" / f"contrast-{dataset}") is not None:
-            lines += [f"**{dataset}**: every seed's D in the pairs of families 1–2 (DNN blue, BNN red; hollow: "
-                      "undetermined; bar: median of the determined seeds), the layer's outcome above "
-                      "(`experiments.study_figures`).", "",
-                      f"![contrast, {dataset}](figures/contrast-{dataset}.png)", ""]
+        for families, suffix, which in ((CONTRAST_FAMILIES, "", "families 1–2"),
+                                        (EXPLORATORY_FAMILIES, "-coarse", "the exploratory family 5")):
+            name = f"contrast-{dataset}{suffix}"
+            if plot_claim_contrasts(traj, outcomes, dataset, out / "figures" / name, families=families) is None:
+                continue
+            lines += [f"**{dataset}**, {which}: every seed's D (DNN blue, BNN red; hollow: undetermined; bar: "
+                      "median of the determined seeds), the layer's outcome above (`experiments.study_figures`).",
+                      "", f"![contrast, {dataset}, {which}](figures/{name}.png)", ""]
     if len(outcomes):
         for (fam, dataset), g in outcomes.groupby(["family", "dataset"], sort=True):
             lines += [f"### {_FAMILY_TEXT.get(fam, fam)} Dataset `{dataset}`", "", _outcome_table(g), ""]

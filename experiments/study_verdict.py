@@ -43,6 +43,8 @@ Each pair is decided with the undetermined trajectories' D left out and with it 
 two disagree the outcome is *depends on the undetermined trajectories*.  A layer of a ``dnn-tanh`` pair
 whose outcome differs across the DNN estimators (binning 30/100 bins, kde σ²) is *resolution-dependent*.
 Family 4 (BatchNorm) compares arms of one kind (with BN minus without) and reports the contrast only.
+Family 5 (exploratory, added after the study had run, `study-coarse`): the 2-bit and the 4-bit tanh DNN
+against every BNN arm under ``exact``, one Holm family per bit width, decided by the same rule.
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from experiments.study_presets import SIGN_QUANTIZERS
+from experiments.study_presets import COARSE_BITS, SIGN_QUANTIZERS
 
 __all__ = ["CONTROLS", "Pair", "study_pairs", "study_trajectories", "control_outcomes", "pair_outcomes", "resolution_table",
            "samples_table", "arm_accuracy", "summary_lines", "MIN_DETERMINED", "ROBUST", "ALPHA"]
@@ -250,6 +252,9 @@ def study_pairs(traj: pd.DataFrame) -> list[Pair]:
             for b in bn + plain:
                 add(_family("3 full precision", extra), d, "dnn-tanh", b, e, ex)
             add(_family("3 full precision", ["wide", *extra]), d, "dnn-tanh-wide", "bnn-ste_sign-bn-wide", e, ex)
+        for bits in COARSE_BITS:   # exploratory (docs/study/README.md): one Holm family per bit width
+            for b in bn + plain:
+                add(f"5 coarse DNN, {bits}-bit (exploratory)", d, f"dnn-tanh-{bits}bit", b, ex, ex)
         for q in SIGN_QUANTIZERS:
             add("4 BatchNorm", d, f"bnn-{q}", f"bnn-{q}-bn", ex, ex, claim=False)
         for e in dnn_est:

@@ -10,8 +10,8 @@ MODEL_KEYS = {"name", "precision", "variant", "widths", "optimizer", "lr", "batc
               "n_points", "estimators", "batch_norm"}
 
 
-STUDY = ["study", "study-bnn", "study-digits", "study-fashion", "study-matched", "study-nulls", "study-positive",
-         "study-resolution", "study-wide"]
+STUDY = ["study", "study-bnn", "study-coarse", "study-digits", "study-fashion", "study-matched", "study-nulls",
+         "study-positive", "study-resolution", "study-wide"]
 
 
 def test_available_presets_and_default():
@@ -58,7 +58,8 @@ def test_preset_is_complete_and_resolvable(name):
             assert m["kernel_quantizer"] == m["variant"]
             assert m["estimators"][0] == {"name": "exact"}
         elif m["precision"] == "quantized":
-            assert m["activation"] == m["variant"] and m["bits"] == 8
+            assert m["activation"] == m["variant"] and f"-{m['bits']}bit" in m["name"]
+            assert m["bits"] == 8 or name == "study-coarse"
             assert m["estimators"][0] == {"name": "exact"}
         else:
             assert m["activation"] == m["variant"]
@@ -211,3 +212,13 @@ def test_wide_arms_are_matched_twins():
     for (dataset, name), m in arms.items():
         narrow = study[(dataset, name[:-len("-wide")])]
         assert m == dict(narrow, name=name, widths=sp.WIDE_WIDTHS)
+
+
+def test_exploratory_coarse_arms_are_the_8bit_twin_with_fewer_bits_and_stay_out_of_the_study():
+    _, arms = _arms("study-coarse")
+    _, study = _arms("study")
+    assert set(arms) == {("tishby", f"dnn-tanh-{b}bit") for b in sp.COARSE_BITS} and not set(arms) & set(study)
+    for (dataset, name), m in arms.items():
+        bits = int(name.split("-")[-1][:-3])
+        assert m == dict(study[(dataset, "dnn-tanh-8bit")], name=name, bits=bits)
+

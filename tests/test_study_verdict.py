@@ -255,3 +255,14 @@ def test_contrast_figure_draws_every_seed_at_its_d_with_the_layer_outcome(tmp_pa
     assert [t.get_text() for t in ax[0].texts] == ["holds"]
     assert plot_claim_contrasts(traj, out, "digits") is None
 
+
+def test_exploratory_coarse_dnn_pairs_form_one_holm_family_per_bit_width():
+    plane = pd.concat(_primary() + _arm("dnn-tanh-2bit", "separate") + _arm("dnn-tanh-4bit", "flat")
+                      + _controls(), ignore_index=True)
+    traj = sv.study_trajectories(plane)
+    out = sv.pair_outcomes(traj, sv.control_outcomes(traj)).set_index("family")
+    two, four = out.loc["5 coarse DNN, 2-bit (exploratory)"], out.loc["5 coarse DNN, 4-bit (exploratory)"]
+    assert (two["dnn"], two["bnn"], two["outcome"]) == ("dnn-tanh-2bit", "bnn-ste_sign", "holds")
+    assert two["p_holm"] == two["p_value"]            # alone in its family, not adjusted with family 2
+    assert four["outcome"] == "undetermined" and "DNN majority no compression" in four["reason"]
+
