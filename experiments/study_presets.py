@@ -13,7 +13,8 @@ each part can be run alone::
     study-digits     scikit-learn digits: DNN, 8-bit DNN, BNNs with BN
     study-fashion    Fashion-MNIST (its 10 000 test images as the pool): the same arms
     study-coarse     exploratory, added after the study had run (not in ``study``): 2-bit and 4-bit tanh
-                     DNNs on the 12-bit task, coarse enough for ``exact`` where 8 bits saturate
+                     DNNs on the 12-bit task, coarse enough for ``exact`` where 8 bits saturate, and
+                     each trained on shuffled labels (its null control)
 
 Every arm of every part shares :data:`SHARED` (Adam 4e-4, batch 256, 8000 epochs, the 150-point log
 schedule; Fashion-MNIST arms train 1000 epochs, :data:`EPOCHS`) and the seeds 0-9; an arm's ``datasets`` key names the datasets it runs on (arms differ in
@@ -108,7 +109,8 @@ def _parts() -> dict[str, list[dict]]:
                        *[_bnn(dataset, q, batch_norm=True, estimators=[_EXACT]) for q in SIGN_QUANTIZERS]]
     # exploratory, added after the pre-registered parts had run (not part of `study`): DNNs whose codes are
     # coarse enough for `exact` where the 8-bit codes give every input its own code
-    coarse = [_dnn(t, bits=b, estimators=[_EXACT, _BIN30]) for b in COARSE_BITS]
+    coarse = [_dnn(t, bits=b, estimators=[_EXACT, _BIN30], suffix=suffix, **extra) for b in COARSE_BITS
+              for suffix, extra in (("", {}), ("-shuffled", {"labels": "shuffled"}))]
     return {"study-positive": positive, "study-nulls": nulls, "study-bnn": bnn, "study-matched": matched,
             "study-resolution": resolution, "study-wide": wide_arms, **other, "study-coarse": coarse}
 
@@ -126,7 +128,8 @@ _DESCRIPTIONS = {
     "study-digits": "Study part: scikit-learn digits, DNN, 8-bit DNN and BNNs with BN, 10 seeds.",
     "study-fashion": "Study part: Fashion-MNIST (offline, 10 000-image pool), DNN, 8-bit DNN, BNNs with BN.",
     "study-coarse": "Exploratory (not pre-registered, not in `study`): 2-bit and 4-bit tanh DNNs on the 12-bit task, "
-                    "whose codes are coarse enough for exact where the 8-bit codes saturate, 10 seeds.",
+                    "whose codes are coarse enough for exact where the 8-bit codes saturate, and their "
+                    "shuffled-label controls, 10 seeds.",
 }
 
 _SOURCE = {

@@ -44,7 +44,8 @@ _FAMILY_TEXT = {
                                            "100-bin binning against the wide BNN.",
     "4 BatchNorm": "Family 4, BatchNorm: with BN minus without, same kind of net (contrast only, no claim outcome).",
     **{f"5 coarse DNN, {b}-bit (exploratory)": f"Family 5, exploratory (not pre-registered; `study-coarse`, run after "
-       f"the study): the {b}-bit tanh DNN (`exact`) against every BNN arm (`exact`), its own Holm family."
+       f"the study): the {b}-bit tanh DNN (`exact`) against every BNN arm (`exact`), its own Holm family; its "
+       f"pairs also need that DNN's own shuffled-label control (`dnn-tanh-{b}bit-shuffled`) to pass."
        for b in COARSE_BITS},
 }
 _COLUMNS_TEXT = (

@@ -44,7 +44,9 @@ two disagree the outcome is *depends on the undetermined trajectories*.  A layer
 whose outcome differs across the DNN estimators (binning 30/100 bins, kde σ²) is *resolution-dependent*.
 Family 4 (BatchNorm) compares arms of one kind (with BN minus without) and reports the contrast only.
 Family 5 (exploratory, added after the study had run, `study-coarse`): the 2-bit and the 4-bit tanh DNN
-against every BNN arm under ``exact``, one Holm family per bit width, decided by the same rule.
+against every BNN arm under ``exact``, one Holm family per bit width, decided by the same rule; its
+pairs also need the DNN arm's own shuffled-label control (``<arm>-shuffled``, :data:`COARSE_CONTROL`)
+to pass, which gates nothing else.
 """
 from __future__ import annotations
 
@@ -133,6 +135,11 @@ CONTROLS = {"exact": (("learning rate 0", "bnn-ste_sign-lr0"), ("shuffled labels
                       ("shuffled labels", "dnn-tanh-shuffled"))}
 
 
+#: The exploratory family 5's own null control: each coarse DNN arm trained on shuffled labels
+#: (``<arm>-shuffled``); it gates that arm's pairs only, never the pre-registered families.
+COARSE_CONTROL = "shuffled labels (family 5)"
+
+
 def _expected_controls(estimator: str) -> tuple:
     return CONTROLS["exact" if str(estimator).startswith("exact") else "other"]
 
@@ -160,6 +167,13 @@ def control_outcomes(traj: pd.DataFrame, dataset: str = "tishby", seed: int = 0)
                 passes, detail, layers = _control_result(control, g, rng)
                 rows.append({"control": control, "arm": arm, "estimator": est, "measured_as": label,
                              "passes": passes, "detail": detail, "layers": layers})
+    for bits in COARSE_BITS:   # listed only where run: they belong to the exploratory family 5
+        arm = f"dnn-tanh-{bits}bit-shuffled"
+        sub = measured[measured["model"] == arm]
+        for label in sorted(sub["estimator"].unique()):
+            passes, detail, layers = _control_result("shuffled labels", sub[sub["estimator"] == label], rng)
+            rows.append({"control": COARSE_CONTROL, "arm": arm, "estimator": label, "measured_as": label,
+                         "passes": passes, "detail": detail, "layers": layers})
     return pd.DataFrame(rows, columns=["control", "arm", "estimator", "measured_as", "passes", "detail", "layers"])
 
 
@@ -210,7 +224,7 @@ def _positive(g: pd.DataFrame, per_layer: dict, rng) -> tuple[bool, str]:
 def _controls_for(controls: pd.DataFrame, estimator: str) -> tuple[bool | None, str]:
     """Whether the controls expected under ``estimator`` pass: True, False or None (some not run).
     The negative control does not void an estimator; it qualifies DNN compression (:func:`_qualify`)."""
-    rel = controls[(controls["estimator"] == estimator) & (controls["control"] != "negative")] \
+    rel = controls[(controls["estimator"] == estimator) & ~controls["control"].isin(["negative", COARSE_CONTROL])] \
         if len(controls) else controls
     if rel.empty:
         return None, f"no control was run under {estimator}"
@@ -398,10 +412,24 @@ def _qualify(outcome: str, reason: str, controls: pd.DataFrame, pair: Pair) -> t
     return outcome, reason
 
 
+def _coarse_control(controls: pd.DataFrame, pair: Pair) -> tuple[bool | None, str]:
+    """Family 5: the coarse DNN arm's own shuffled-label control under the DNN's estimator."""
+    arm = f"{pair.a}-shuffled"
+    rel = controls[(controls["control"] == COARSE_CONTROL) & (controls["arm"] == arm)
+                   & (controls["estimator"] == pair.estimator_a)] if len(controls) else controls
+    if rel.empty:
+        return None, f"controls not run: shuffled labels ({arm}) under {pair.estimator_a}"
+    if rel["passes"].eq(False).any():
+        return False, f"shuffled labels ({arm}) failed under {pair.estimator_a}: {rel['detail'].iloc[0]}"
+    return True, "controls pass"
+
+
 def _pair_controls(controls, pair: Pair, cache: dict) -> tuple:
-    key = (pair.estimator_a, pair.estimator_b)
+    key = (pair.estimator_a, pair.estimator_b, pair.a if pair.family.startswith("5 ") else "")
     if key not in cache:
-        results = [_controls_for(controls, e) for e in dict.fromkeys(key)]
+        results = [_controls_for(controls, e) for e in dict.fromkeys(key[:2])]
+        if key[2]:
+            results.append(_coarse_control(controls, pair))
         if any(ok is False for ok, _ in results):
             cache[key] = (False, "; ".join(w for ok, w in results if ok is False))
         elif any(ok is None for ok, _ in results):

@@ -217,8 +217,11 @@ def test_wide_arms_are_matched_twins():
 def test_exploratory_coarse_arms_are_the_8bit_twin_with_fewer_bits_and_stay_out_of_the_study():
     _, arms = _arms("study-coarse")
     _, study = _arms("study")
-    assert set(arms) == {("tishby", f"dnn-tanh-{b}bit") for b in sp.COARSE_BITS} and not set(arms) & set(study)
-    for (dataset, name), m in arms.items():
-        bits = int(name.split("-")[-1][:-3])
-        assert m == dict(study[(dataset, "dnn-tanh-8bit")], name=name, bits=bits)
+    names = {f"dnn-tanh-{b}bit{s}" for b in sp.COARSE_BITS for s in ("", "-shuffled")}
+    assert set(arms) == {("tishby", n) for n in names} and not set(arms) & set(study)
+    for b in sp.COARSE_BITS:
+        arm = arms[("tishby", f"dnn-tanh-{b}bit")]
+        assert arm == dict(study[("tishby", "dnn-tanh-8bit")], name=f"dnn-tanh-{b}bit", bits=b)
+        assert arms[("tishby", f"dnn-tanh-{b}bit-shuffled")] == dict(arm, name=f"dnn-tanh-{b}bit-shuffled",
+                                                                      labels="shuffled")
 

@@ -257,12 +257,22 @@ def test_contrast_figure_draws_every_seed_at_its_d_with_the_layer_outcome(tmp_pa
 
 
 def test_exploratory_coarse_dnn_pairs_form_one_holm_family_per_bit_width():
-    plane = pd.concat(_primary() + _arm("dnn-tanh-2bit", "separate") + _arm("dnn-tanh-4bit", "flat")
-                      + _controls(), ignore_index=True)
-    traj = sv.study_trajectories(plane)
+    arms = _primary() + _arm("dnn-tanh-2bit", "separate") + _arm("dnn-tanh-4bit", "flat") + _controls()
+    traj = sv.study_trajectories(pd.concat(arms, ignore_index=True))
     out = sv.pair_outcomes(traj, sv.control_outcomes(traj)).set_index("family")
+    two = out.loc["5 coarse DNN, 2-bit (exploratory)"]
+    assert two["outcome"] == "undetermined" and "shuffled labels (dnn-tanh-2bit-shuffled)" in two["reason"]
+    # with each coarse arm's own shuffled-label control: passing for 2 bits, failing for 4 bits
+    arms += _arm("dnn-tanh-2bit-shuffled", "flat") + _arm("dnn-tanh-4bit-shuffled", "separate")
+    traj = sv.study_trajectories(pd.concat(arms, ignore_index=True))
+    controls = sv.control_outcomes(traj)
+    out = sv.pair_outcomes(traj, controls).set_index("family")
     two, four = out.loc["5 coarse DNN, 2-bit (exploratory)"], out.loc["5 coarse DNN, 4-bit (exploratory)"]
     assert (two["dnn"], two["bnn"], two["outcome"]) == ("dnn-tanh-2bit", "bnn-ste_sign", "holds")
     assert two["p_holm"] == two["p_value"]            # alone in its family, not adjusted with family 2
-    assert four["outcome"] == "undetermined" and "DNN majority no compression" in four["reason"]
+    assert four["outcome"] == "undetermined" and four["reason"].startswith(
+        "control failed: shuffled labels (dnn-tanh-4bit-shuffled) failed under exact")
+    # the failed exploratory control gates family 5 only: the primary pair still holds
+    assert out.loc["1 primary", "outcome"] == "holds"
+    assert controls.loc[controls["control"] == sv.COARSE_CONTROL, "passes"].tolist() == [True, False]
 
