@@ -141,8 +141,8 @@ def test_estimator_failing_on_one_layer_fails_only_those_rows(tiny_run, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--estimator", "nope"], "unknown estimator(s) nope; available: "),
     (["--preset", "nope"], "unknown preset 'nope'; available: paper, paper-digits, paper-mnist, quick, study, "
-                           "study-bnn, study-digits, study-fashion, study-matched, study-nulls, study-positive, "
-                           "study-resolution, study-wide, tiny"),
+                           "study-bnn, study-coarse, study-digits, study-fashion, study-matched, study-nulls, "
+                           "study-positive, study-resolution, study-wide, tiny"),
     (["--dataset", "nope"], "unknown dataset(s) nope; available: digits, fashion_mnist, mnist, tishby"),
     (["--preset", "study", "--arm", "nope"], "--arm: preset 'study' has no model 'nope'; its models: dnn-tanh, "
                                              "dnn-relu, dnn-tanh-lr0"),
