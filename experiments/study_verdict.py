@@ -518,5 +518,22 @@ def summary_lines(controls: pd.DataFrame, outcomes: pd.DataFrame) -> list[str]:
             word = "contradicted"
         else:
             word = "undetermined" if not contra else "contradicted at " + ", ".join(contra)
-        lines.append(f"{d}, family {fam}: {len(g)} layer comparisons: {text}. Summary: {word}.")
+        why = _undetermined_reasons(g[g["outcome"] == "undetermined"]["reason"])
+        lines.append(f"{d}, family {fam}: {len(g)} layer comparisons: {text}. Summary: {word}."
+                     + (f" Undetermined because: {why}." if why else ""))
     return lines
+
+
+_REASON_CLASSES = (("control failed", "a control failed"), ("controls not run", "controls not run"),
+                   ("no control was run", "controls not run"), ("determined seeds", f"< {MIN_DETERMINED} determined seeds"),
+                   ("p_holm", f"p_holm ≥ {ALPHA}"), ("robustness", f"majority not robust (< {ROBUST})"),
+                   ("interval", "interval not above 0"), ("ReLU control", "the ReLU control also compresses"))
+
+
+def _undetermined_reasons(reasons: pd.Series) -> str:
+    """``"< 5 determined seeds 12, p_holm ≥ 0.05 3"``: the first listed reason of each undetermined row, by class."""
+    def first_class(text: str) -> str:
+        hits = [(text.find(key), label) for key, label in _REASON_CLASSES if key in text]
+        return min(hits)[1] if hits else text.split(";")[0]
+    counts = reasons.astype(str).map(first_class).value_counts()
+    return ", ".join(f"{label} {n}" for label, n in counts.items())

@@ -113,6 +113,13 @@ def test_fewer_than_five_determined_seeds_make_a_layer_undetermined():
     assert "determined seeds 10 (DNN) and 4 (BNN)" in row["reason"]
     # the undetermined (saturated) seeds' D is left out without them and enters with them
     assert row["n_bnn"] == 4 and row["all_n_bnn"] == 10 and row["n_excluded_bnn"] == 6
+    # the summary names why each family's undetermined layers are undetermined
+    _, controls, out = _outcome(plane)
+    lines = sv.summary_lines(controls, out)
+    assert "tishby, family 1 primary: 1 layer comparisons: 1 undetermined. Summary: undetermined. " \
+           "Undetermined because: < 5 determined seeds 1." in lines
+    _, controls, out = _outcome(pd.concat(_primary(), ignore_index=True))
+    assert any(line.endswith("Undetermined because: controls not run 1.") for line in sv.summary_lines(controls, out))
 
 
 def test_positive_and_negative_controls_and_the_relu_qualification():
