@@ -525,7 +525,8 @@ def summary_lines(controls: pd.DataFrame, outcomes: pd.DataFrame) -> list[str]:
 
 
 _REASON_CLASSES = (("control failed", "a control failed"), ("controls not run", "controls not run"),
-                   ("no control was run", "controls not run"), ("determined seeds", f"< {MIN_DETERMINED} determined seeds"),
+                   ("no control was run", "controls not run"),
+                   ("determined seeds", f"< {MIN_DETERMINED} determined seeds"),
                    ("p_holm", f"p_holm ≥ {ALPHA}"), ("robustness", f"majority not robust (< {ROBUST})"),
                    ("interval", "interval not above 0"), ("ReLU control", "the ReLU control also compresses"))
 
