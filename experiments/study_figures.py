@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from experiments.study_presets import COARSE_BITS
-from experiments.study_verdict import _DETERMINED
+from experiments.study_verdict import _DETERMINED, coarse_family
 
 __all__ = ["plot_claim_contrasts", "CONTRAST_FAMILIES", "EXPLORATORY_FAMILIES"]
 
 #: Families whose pairs measure both arms with the same estimator (protocol section 4).
 CONTRAST_FAMILIES = ("1 primary", "1 primary (wide)", "2 quantizers")
 #: The exploratory coarse-DNN families (`study-coarse`), drawn in a figure of their own.
-EXPLORATORY_FAMILIES = tuple(f"5 coarse DNN, {b}-bit (exploratory)" for b in COARSE_BITS)
+EXPLORATORY_FAMILIES = tuple(coarse_family(b) for b in COARSE_BITS)
 _SIDE = {"dnn": ("#1f77b4", -0.17), "bnn": ("#d62728", 0.17)}
 _SHORT = {"holds": "holds", "contradicted": "contra.", "undetermined": "undet.",
           "depends on the undetermined trajectories": "depends"}
@@ -50,6 +50,7 @@ def plot_claim_contrasts(traj: pd.DataFrame, outcomes: pd.DataFrame, dataset: st
     if rows is None or rows.empty:
         return None
     panels = list(rows.groupby(["dnn", "bnn", "estimator_dnn", "estimator_bnn"], sort=False))
+    seeds = dict(list(traj[traj["dataset"] == dataset].groupby(["model", "estimator", "layer_index"])))
     ncols = min(ncols, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = _new_figure(ncols, nrows, width=3.6, height=3.1, sharey=True)
@@ -60,8 +61,7 @@ def plot_claim_contrasts(traj: pd.DataFrame, outcomes: pd.DataFrame, dataset: st
         for x, row in enumerate(g.itertuples()):
             for side, model, est in (("dnn", dnn, est_a), ("bnn", bnn, est_b)):
                 color, dx = _SIDE[side]
-                t = traj[(traj["dataset"] == dataset) & (traj["model"] == model) & (traj["estimator"] == est)
-                         & (traj["layer_index"] == row.layer_index)]
+                t = seeds.get((model, est, row.layer_index), traj.iloc[:0])
                 d = pd.to_numeric(t["compression_during_fit"], errors="coerce").to_numpy(dtype=float)
                 det = t["verdict"].isin(_DETERMINED).to_numpy()
                 jitter = np.linspace(-0.06, 0.06, max(len(d), 1))[: len(d)]

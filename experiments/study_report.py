@@ -23,8 +23,9 @@ import pandas as pd
 from experiments.report import markdown_table
 from experiments.study_figures import CONTRAST_FAMILIES, EXPLORATORY_FAMILIES, plot_claim_contrasts
 from experiments.study_presets import COARSE_BITS
-from experiments.study_verdict import (ALPHA, MIN_DETERMINED, ROBUST, arm_accuracy, control_outcomes, pair_outcomes,
-                                       resolution_table, samples_table, study_trajectories, summary_lines)
+from experiments.study_verdict import (ALPHA, MIN_DETERMINED, ROBUST, arm_accuracy, coarse_family, control_outcomes,
+                                       pair_outcomes, resolution_table, samples_table, study_trajectories,
+                                       summary_lines)
 
 __all__ = ["write_study_report", "read_planes", "relabel_estimators", "main"]
 
@@ -43,7 +44,7 @@ _FAMILY_TEXT = {
     "3 full precision (wide, resolution)": "Family 3, the wide trio, resolution check: the wide tanh DNN under "
                                            "100-bin binning against the wide BNN.",
     "4 BatchNorm": "Family 4, BatchNorm: with BN minus without, same kind of net (contrast only, no claim outcome).",
-    **{f"5 coarse DNN, {b}-bit (exploratory)": f"Family 5, exploratory (not pre-registered; `study-coarse`, run after "
+    **{coarse_family(b): f"Family 5, exploratory (not pre-registered; `study-coarse`, run after "
        f"the study): the {b}-bit tanh DNN (`exact`) against every BNN arm (`exact`), its own Holm family; its "
        f"pairs also need that DNN's own shuffled-label control (`dnn-tanh-{b}bit-shuffled`) to pass."
        for b in COARSE_BITS},

@@ -59,7 +59,8 @@ import pandas as pd
 from experiments.study_presets import COARSE_BITS, SIGN_QUANTIZERS
 
 __all__ = ["CONTROLS", "Pair", "study_pairs", "study_trajectories", "control_outcomes", "pair_outcomes", "resolution_table",
-           "samples_table", "arm_accuracy", "summary_lines", "MIN_DETERMINED", "ROBUST", "ALPHA"]
+           "samples_table", "arm_accuracy", "summary_lines", "coarse_family", "COARSE_CONTROL", "MIN_DETERMINED",
+           "ROBUST", "ALPHA"]
 
 #: Fewer determined seeds than this in either arm makes a layer undetermined (protocol section 4).
 MIN_DETERMINED = 5
@@ -138,6 +139,11 @@ CONTROLS = {"exact": (("learning rate 0", "bnn-ste_sign-lr0"), ("shuffled labels
 #: The exploratory family 5's own null control: each coarse DNN arm trained on shuffled labels
 #: (``<arm>-shuffled``); it gates that arm's pairs only, never the pre-registered families.
 COARSE_CONTROL = "shuffled labels (family 5)"
+
+
+def coarse_family(bits: int) -> str:
+    """The name of the exploratory family 5 for the ``bits``-bit DNN."""
+    return f"5 coarse DNN, {bits}-bit (exploratory)"
 
 
 def _expected_controls(estimator: str) -> tuple:
@@ -268,7 +274,7 @@ def study_pairs(traj: pd.DataFrame) -> list[Pair]:
             add(_family("3 full precision", ["wide", *extra]), d, "dnn-tanh-wide", "bnn-ste_sign-bn-wide", e, ex)
         for bits in COARSE_BITS:   # exploratory (docs/study/README.md): one Holm family per bit width
             for b in bn + plain:
-                add(f"5 coarse DNN, {bits}-bit (exploratory)", d, f"dnn-tanh-{bits}bit", b, ex, ex)
+                add(coarse_family(bits), d, f"dnn-tanh-{bits}bit", b, ex, ex)
         for q in SIGN_QUANTIZERS:
             add("4 BatchNorm", d, f"bnn-{q}", f"bnn-{q}-bn", ex, ex, claim=False)
         for e in dnn_est:

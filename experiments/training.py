@@ -95,7 +95,6 @@ def store_is_complete(directory, run_config=None) -> bool:
     if not (directory / "manifest.json").exists():
         return False
     from ibtoolkit.store import StoreError, open_store
-    from ibtoolkit.store.format import canonical_json
 
     try:
         store = open_store(directory)
@@ -106,6 +105,13 @@ def store_is_complete(directory, run_config=None) -> bool:
         return False
     if run_config is None:
         return True
+    return _trained_with(store, run_config)
+
+
+def _trained_with(store, run_config) -> bool:
+    """The store was recorded from the training settings of ``run_config`` (:func:`training_key`)."""
+    from ibtoolkit.store.format import canonical_json
+
     recorded = (store.run or {}).get("training")
     return recorded is not None and canonical_json(recorded) == canonical_json(training_key(run_config))
 
@@ -285,15 +291,12 @@ def continuable(directory: pathlib.Path, run_config) -> bool:
     if not (directory / "manifest.json").exists():
         return False
     from ibtoolkit.store import StoreError, open_store
-    from ibtoolkit.store.format import canonical_json
 
     try:
         store = open_store(directory)
     except StoreError:
         return False
-    recorded = (store.run or {}).get("training")
-    same = recorded is not None and canonical_json(recorded) == canonical_json(training_key(run_config))
-    return same and store.status == "interrupted" and store.last_epoch is not None
+    return _trained_with(store, run_config) and store.status == "interrupted" and store.last_epoch is not None
 
 
 def clear_for_new_run(directory: pathlib.Path, checkpoints: pathlib.Path, out_dir, keep: bool) -> None:
