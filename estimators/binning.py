@@ -70,6 +70,8 @@ class BinningEstimator(Estimator):
     ``clipped_fraction`` (share of values outside ``bin_range``).
     """
 
+    deterministic = True  # a function of (x, t, y) and the fitted range
+
     def __init__(self, n_bins: int = 30, value_range=(-1, 1), bin_size: float | None = None,
                  miller_madow: bool = False):
         if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:

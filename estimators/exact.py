@@ -57,6 +57,7 @@ class ExactEstimator(Estimator):
 
     discrete_only = True
     checks_t_finite = True  # row_keys(check_finite=True) below: free for ±1 codes, one scan otherwise
+    deterministic = True  # plug-in counts of (x, t, y)
 
     def __init__(self, miller_madow: bool = False, max_levels: int = 256):
         if not isinstance(miller_madow, bool):

@@ -217,6 +217,8 @@ class KDEEstimator(Estimator):
     that ceiling), ``n_distinct_x`` and ``t_function_of_x``.
     """
 
+    deterministic = True  # closed-form sums over (x, t, y); no noise is drawn
+
     def __init__(self, noise_variance: float = 0.1, chunk_size: int = 1024, dtype: str = "float32"):
         if isinstance(noise_variance, bool) or not isinstance(noise_variance, (int, float, np.number)) \
                 or not math.isfinite(noise_variance) or noise_variance <= 0:

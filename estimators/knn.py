@@ -255,6 +255,8 @@ class KSGEstimator(Estimator):
     it or above), ``n_distinct_x``, ``ross_fallback_rows``.
     """
 
+    deterministic = True  # the noise is drawn once per shape from random_state, the same on every call
+
     def __init__(self, k: int = 3, noise_variance: float = 0.1, random_state: int = 0, copula: bool = False):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")

@@ -29,6 +29,10 @@ the store directory, the layer, its epochs and plain estimator specs, and every 
 store itself, builds one estimator instance per estimator (reused for all its tasks of that call,
 so per-instance caches of the inputs pay off) and limits TensorFlow and BLAS to one thread.
 The serial path runs the very same per-epoch code, so serial and parallel tables are identical.
+An estimator that declares :attr:`~ibtoolkit.Estimator.deterministic` is run once per distinct
+array of a layer (per process): an epoch that recorded exactly the array of an earlier epoch (a
+BNN whose signs stopped flipping; candidates from the store's block checksums, confirmed element by
+element) reuses that estimate, which is the one a new call would return.
 
 One tidy row per (estimator, layer, epoch); the columns are listed in :data:`BASE_COLUMNS` (then
 the estimators' extras, then the Keras metrics of the epoch, then ``status`` and ``error``).
@@ -175,6 +179,7 @@ class _Context:
         self.invalid = invalid
         self.sample_idx = sample_idx
         self.fitted: list = [{} for _ in instances]  # per instance: fitted values of the layer, or the fit's error
+        self.reused = _ReusedEstimates(store)
 
     def restore(self, fitted: list) -> None:
         """Set the fitted values of a layer (from :func:`~ibtoolkit.layer_fit.fit_layer` in the calling process)."""
@@ -199,6 +204,11 @@ class _Context:
                 reason = self.invalid[epoch]
             elif np.issubdtype(t.dtype, np.floating) and not np.isfinite(t).all():
                 reason = f"activations of layer {layer!r} at epoch {epoch} are not finite"
+            if reason is None:
+                earlier = self.reused.earlier_equal(layer, epoch, acts[i], epochs, acts)
+            else:
+                earlier = None
+                self.reused.forget(layer, epoch)
             for k, est in enumerate(self.instances):
                 fitted = self.fitted[k]
                 if reason is not None:
@@ -210,14 +220,71 @@ class _Context:
                 if (k, layer) in self.refused:
                     out.append((k, layer, epoch, math.nan, math.nan, {}, "failed", self.refused[(k, layer)]))
                     continue
-                try:
-                    res = est.estimate(self.x, t, self.y)
-                except Exception as exc:  # noqa: BLE001 - recorded in the row, never dropped
-                    out.append((k, layer, epoch, math.nan, math.nan, dict(fitted), "failed",
-                                f"{type(exc).__name__}: {exc}"))
-                    continue
+                res = self.reused.get(est, k, layer, earlier)
+                if res is None:
+                    try:
+                        res = est.estimate(self.x, t, self.y)
+                    except Exception as exc:  # noqa: BLE001 - recorded in the row, never dropped
+                        out.append((k, layer, epoch, math.nan, math.nan, dict(fitted), "failed",
+                                    f"{type(exc).__name__}: {exc}"))
+                        continue
+                    self.reused.put(est, k, layer, epoch, res)
                 out.append((k, layer, epoch, res.ixt, res.ity, {**fitted, **res.extras}, "ok", ""))
         return out
+
+
+class _ReusedEstimates:
+    """Results of deterministic estimators (:attr:`ibtoolkit.Estimator.deterministic`) per recorded
+    array of a layer, so that an epoch that recorded exactly the array of an earlier epoch reuses
+    them instead of estimating again (a BNN whose signs stopped flipping).
+
+    Candidates come free from the store's log: every block's CRC-32
+    (:meth:`~ibtoolkit.store.ActivationStore.block_checksums`).  An epoch whose checksum equals that
+    of an earlier estimated epoch is compared with it element by element (the earlier array from
+    the chunk at hand, or read again from the store), and only an exact match reuses the results:
+    for a deterministic estimator with fixed fitted values those are what a new call returns.  Only
+    results are kept (a few floats per estimated array), never arrays; a store-like object without
+    checksums gets no reuse.
+    """
+
+    def __init__(self, store):
+        self._store = store
+        self._checksums: dict[str, dict[int, int]] = {}
+        self._first: dict[tuple, int] = {}       # (layer, crc) -> first valid epoch with that checksum
+        self._results: dict[tuple, object] = {}  # (instance index, layer, epoch) -> EstimateResult
+
+    def earlier_equal(self, layer: str, epoch: int, t: np.ndarray, epochs, acts) -> int | None:
+        """An earlier epoch whose recorded array equals ``t`` (the whole recorded array of ``epoch``),
+        or None; ``epochs``/``acts``: the chunk at hand, where the earlier array may already be."""
+        crc = self._checksum(layer, epoch)
+        if crc is None:
+            return None
+        earlier = self._first.setdefault((layer, crc), epoch)
+        if earlier == epoch:
+            return None
+        where = np.flatnonzero(np.asarray(epochs) == earlier)
+        before = acts[where[0]] if where.size else self._store.read_epoch(layer, earlier)
+        return earlier if np.array_equal(before, t) else None
+
+    def forget(self, layer: str, epoch: int) -> None:
+        """``epoch`` was not estimated (invalid): later equal arrays must not look for its results."""
+        crc = self._checksum(layer, epoch)
+        if crc is not None and self._first.get((layer, crc)) == epoch:
+            del self._first[(layer, crc)]
+
+    def get(self, est, k: int, layer: str, earlier: int | None):
+        return self._results.get((k, layer, earlier)) if earlier is not None and est.deterministic else None
+
+    def put(self, est, k: int, layer: str, epoch: int, result) -> None:
+        if est.deterministic:
+            self._results[(k, layer, epoch)] = result
+
+    def _checksum(self, layer: str, epoch: int) -> int | None:
+        sums = self._checksums.get(layer)
+        if sums is None:
+            reader = getattr(self._store, "block_checksums", None)
+            sums = self._checksums[layer] = reader(layer) if callable(reader) else {}
+        return sums.get(epoch)
 
 
 def _estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, fitted, sample_idx, invalid, n_jobs, bar,

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import ibtoolkit
-from ibtoolkit import Estimator, EstimateResult, register_estimator
+from ibtoolkit import Estimator, EstimateResult, get_estimator, register_estimator
 from ibtoolkit.plane import BASE_COLUMNS, information_plane, read_plane, write_plane
 from ibtoolkit.store import ActivationStore, open_store
 
@@ -444,3 +444,101 @@ def test_a_users_store_without_run_metadata_gets_dataset_precision_and_variant(t
         assert set(df["precision"]) == {"binary" if name == "bnn" else "mixed"}
         table = phase_table(df[df["status"] == "ok"], n_boot=10)
         assert table[["dataset", "model", "precision", "variant"]].notna().all().all()
+
+
+# -- a deterministic estimator runs once per distinct array of a layer ---------------------------
+# A BNN whose signs stopped flipping records the same codes epoch after epoch; the plane reuses the
+# first estimate.  This store repeats codes on a known pattern (epochs 0..7 record the code arrays
+# A B B A C C C D), so the number of estimator calls is known exactly, and every row is checked
+# against the brute-force entropies of its own epoch's codes.
+REUSE_EPOCHS = list(range(8))
+PHASE = [0, 1, 1, 0, 2, 2, 2, 3]  # which code array each epoch records: 4 distinct of 8
+REUSE_LAYERS = [("codes", 4), ("continuous", 3)]
+
+
+class CountingPlugin(PluginEstimator):
+    """The plug-in reference, declared deterministic; counts its calls per width."""
+
+    deterministic = True
+
+    def __init__(self, tag=0):
+        super().__init__(tag)
+        self.widths = []
+
+    def _estimate(self, x, t, y):
+        self.widths.append(t.shape[1])
+        res = super()._estimate(x, t, y)
+        return type(res)(res.ixt, res.ity, {"n_states": res.extras["n_states"]})
+
+
+class NotDeclared(CountingPlugin):
+    deterministic = False
+
+
+def _acts(x, epoch):
+    # the ±1 layer repeats by PHASE; the continuous layer changes every epoch
+    return {"codes": codes(x, 0, 4, PHASE[epoch], True),
+            "continuous": codes(x, 1, 3, epoch, False)}
+
+
+@pytest.fixture(scope="module")
+def repeating_store(tmp_path_factory):
+    x, y = make_data()
+    directory = tmp_path_factory.mktemp("reuse") / "run-r"
+    with ActivationStore.create(directory, inputs=x, labels=y, layers=REUSE_LAYERS, binary=[True, False]) as store:
+        for e in REUSE_EPOCHS:
+            store.append(e, _acts(x, e))
+        store.set_status("complete")
+    return directory
+
+
+def test_the_codes_repeat_as_designed():
+    x, _ = make_data()
+    arrays = [_acts(x, e)["codes"].tobytes() for e in REUSE_EPOCHS]
+    assert len(set(arrays)) == 4
+    assert len({_acts(x, e)["continuous"].tobytes() for e in REUSE_EPOCHS}) == len(REUSE_EPOCHS)
+
+
+@pytest.mark.parametrize("chunk", [16, 2])   # 2: the earlier equal array is in another chunk, read again
+@pytest.mark.parametrize("colliding", [False, True])
+def test_a_deterministic_estimator_runs_once_per_distinct_array(repeating_store, chunk, colliding, monkeypatch):
+    store = open_store(repeating_store)
+    if colliding:  # every block "has the same checksum": only the element-wise comparison tells them apart
+        monkeypatch.setattr(store, "block_checksums", lambda layer: {e: 7 for e in REUSE_EPOCHS})
+    est = CountingPlugin()
+    table = information_plane(store, est, progress=False, chunk=chunk)
+    # A, B, C, D once each; with one checksum for all, every array is compared with the slot's first (A):
+    # only epoch 3 (A again) is reused, and correctness never rests on the checksum
+    assert est.widths.count(4) == (7 if colliding else 4)
+    assert est.widths.count(3) == len(REUSE_EPOCHS)     # continuous: every epoch differs
+    x, y = make_data()
+    for row in table.itertuples():
+        t = _acts(x, row.epoch)[row.layer]
+        ixt, ity = brute_force(t, y)
+        assert row.status == "ok"
+        assert row.ixt == pytest.approx(ixt, abs=1e-9) and row.ity == pytest.approx(ity, abs=1e-9)
+        assert row.n_states == len(set(map(tuple, t.tolist())))
+
+
+def test_an_undeclared_estimator_runs_on_every_epoch_with_the_same_table(repeating_store):
+    est, reused = NotDeclared(), CountingPlugin()
+    table = information_plane(repeating_store, est, progress=False)
+    assert len(est.widths) == 2 * len(REUSE_EPOCHS)
+    other = information_plane(repeating_store, reused, progress=False)
+    cols = [c for c in table.columns if c not in ("estimator", "estimator_label")]
+    pd.testing.assert_frame_equal(table[cols], other[cols])
+
+
+@pytest.mark.parametrize("name", ["exact", "binning", "kde", "ksg"])
+def test_builtins_reuse_only_what_a_fresh_estimate_returns(repeating_store, name):
+    assert get_estimator(name).deterministic
+    layers = ["codes"] if name == "exact" else None
+    serial = information_plane(repeating_store, name, layers=layers, progress=False)
+    parallel = information_plane(repeating_store, name, layers=layers, n_jobs=2, chunk=3, progress=False)
+    pd.testing.assert_frame_equal(serial, parallel)
+    x, y = make_data()
+    for row in serial.itertuples():
+        fresh = get_estimator(name)  # a new instance per epoch: nothing cached anywhere
+        fresh.fit(x, [_acts(x, e)[row.layer] for e in REUSE_EPOCHS], y)
+        res = fresh.estimate(x, _acts(x, row.epoch)[row.layer], y)
+        assert (row.ixt, row.ity) == (res.ixt, res.ity)

@@ -97,6 +97,23 @@ def test_round_trip_reads_back_exactly(written, data):
     assert s.layers[0] == "dense"
 
 
+def test_block_checksums_are_the_crc32_of_each_stored_block(tmp_path, data):
+    import zlib
+
+    acts = {0: make_acts(0), 1: make_acts(1), 2: make_acts(0)}  # epoch 2 records epoch 0's arrays again
+    with create(tmp_path / "run", data) as s:
+        for e, a in acts.items():
+            s.append(e, a)
+    store = open_store(tmp_path / "run")
+    dense = store.block_checksums("dense")
+    assert dense == {e: zlib.crc32(a["dense"].tobytes()) for e, a in acts.items()}   # float32 rows as stored
+    packed = store.block_checksums("quant/sign")                                      # bit-packed ±1 rows
+    assert packed == {e: zlib.crc32(np.packbits(a["quant/sign"] > 0, axis=1).tobytes()) for e, a in acts.items()}
+    assert packed[0] == packed[2] != packed[1]
+    with pytest.raises(ValueError, match="unknown layer"):
+        store.block_checksums("nope")
+
+
 def test_iter_chunks_covers_all_epochs_in_order(written):
     d, acts = written
     s = open_store(d)

@@ -282,6 +282,13 @@ class ActivationStore:
             return unpack_pm1(raw, lay["width"])
         return raw.astype(np.float32, copy=False)
 
+    def block_checksums(self, layer: str) -> dict[int, int]:
+        """CRC-32 of the stored block of ``layer`` at every committed epoch, ``{epoch: crc}``, as the log
+        records it (nothing is read).  Epochs that recorded the same array have the same checksum; the
+        converse is only probable (2^-32 per pair), so compare the arrays before relying on it."""
+        file = self._layer(layer)["file"]
+        return {r["epoch"]: int(r["blocks"][file][2]) for r in list(self._records)}
+
     def read_epoch(self, layer: str, epoch: int) -> np.ndarray:
         """Activations of ``layer`` at one committed ``epoch``, shape (N, d) float32."""
         return self.read(layer, [as_epoch(epoch)])[0]
