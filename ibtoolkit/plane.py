@@ -75,7 +75,7 @@ CHUNK_BYTES = 128 * 2**20
 # public API
 # ------------------------------------------------------------------------------------------------
 def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, progress=True,
-                      subsample=None, random_state=0, *, chunk=16) -> pd.DataFrame:
+                      subsample=None, random_state=0, *, chunk=16, reuse=True) -> pd.DataFrame:
     """Estimate I(X;T) and I(T;Y) for every (estimator, layer, epoch) of a store.
 
     Parameters
@@ -103,6 +103,10 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
         Most epochs per task (and per read).  Wide layers get fewer, so that one chunk of
         activations stays under :data:`CHUNK_BYTES` (at least one epoch): the memory of a task is
         about ``min(chunk, CHUNK_BYTES / (4 N width)) × N × width`` float32 values.
+    reuse : bool
+        Estimate each distinct recorded array of a layer once with deterministic estimators
+        (:attr:`ibtoolkit.Estimator.deterministic`) and give the result to every epoch that recorded
+        the same array (default).  ``False`` estimates every epoch; the table is the same.
 
     Returns
     -------
@@ -134,7 +138,7 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
     with tqdm(total=total, desc=f"information plane {Path(store.directory).name}", unit="est",
               disable=not progress) as bar:
         if n_jobs == 1:
-            ctx = _Context(store, x, y, instances, invalid, sample_idx, refused)
+            ctx = _Context(store, x, y, instances, invalid, sample_idx, refused, reuse)
             everything = np.array_equal(epoch_list, np.asarray(store.epochs, dtype=np.int64))
             for layer in layer_list:
                 size = _layer_chunk(chunk, x_all.shape[0], store.widths[layer])
@@ -153,7 +157,7 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
                                        _layer_chunk(chunk, x_all.shape[0], store.widths[layer]))
                       for layer in layer_list}  # here, before any task: the workers get the fitted values
             results.extend(_estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, fitted, sample_idx,
-                                                 invalid, int(n_jobs), bar, refused))
+                                                 invalid, int(n_jobs), bar, refused, reuse))
 
     if epochs is None:  # diverged epochs that were never recorded: say so in the table
         for epoch, reason in _unrecorded_divergence(store).items():
@@ -170,7 +174,7 @@ def information_plane(store, estimators, layers=None, epochs=None, n_jobs=1, pro
 class _Context:
     """What one process needs to estimate: the store, the (sub)sampled x and y, the instances."""
 
-    def __init__(self, store, x, y, instances, invalid, sample_idx=None, refused=None):
+    def __init__(self, store, x, y, instances, invalid, sample_idx=None, refused=None, reuse=True):
         self.store = store
         self.refused = refused or {}  # (estimator index, layer) -> why it cannot measure that layer
         self.x = x
@@ -179,7 +183,7 @@ class _Context:
         self.invalid = invalid
         self.sample_idx = sample_idx
         self.fitted: list = [{} for _ in instances]  # per instance: fitted values of the layer, or the fit's error
-        self.reused = _ReusedEstimates(store)
+        self.reused = _ReusedEstimates(store if reuse else None)
 
     def restore(self, fitted: list) -> None:
         """Set the fitted values of a layer (from :func:`~ibtoolkit.layer_fit.fit_layer` in the calling process)."""
@@ -244,7 +248,7 @@ class _ReusedEstimates:
     the chunk at hand, or read again from the store), and only an exact match reuses the results:
     for a deterministic estimator with fixed fitted values those are what a new call returns.  Only
     results are kept (a few floats per estimated array), never arrays; a store-like object without
-    checksums gets no reuse.
+    checksums, or ``store=None`` (``information_plane(..., reuse=False)``), gets no reuse.
     """
 
     def __init__(self, store):
@@ -288,14 +292,14 @@ class _ReusedEstimates:
 
 
 def _estimate_in_parallel(store, layer_list, epoch_list, chunk, specs, fitted, sample_idx, invalid, n_jobs, bar,
-                          refused=None):
+                          refused=None, reuse=True):
     """The (layer, epoch chunk) tasks on :class:`ibtoolkit.parallel.Engine` (joblib: loky processes,
     or the backend the caller activated, e.g. Dask); rows in task order."""
     n = int(np.asarray(store.inputs).shape[0])
     token = uuid.uuid4().hex
     directory = str(store.directory)
     tasks = [Task("estimate", f"{layer} epochs {part[0]}-{part[-1]}", _worker_task,
-                  (directory, token, layer, part, specs, fitted[layer], sample_idx, invalid, refused))
+                  (directory, token, layer, part, specs, fitted[layer], sample_idx, invalid, refused, reuse))
              for layer in layer_list for part in _split(epoch_list, _layer_chunk(chunk, n, store.widths[layer]))]
     try:
         outcomes = Engine(jobs=n_jobs).map(tasks, _BarOfEstimates(bar), capture=False)
@@ -314,18 +318,18 @@ class _BarOfEstimates:
         self.bar.update(len(outcome.value))
 
 
-def _worker_task(directory, token, layer, epochs, specs, fitted, sample_idx, invalid, refused=None):
+def _worker_task(directory, token, layer, epochs, specs, fitted, sample_idx, invalid, refused=None, reuse=True):
     """One (layer, epoch chunk) task in a worker: everything it gets is plain, picklable data, the
     layer's fitted values included.  The worker opens the store and builds the estimator instances
     once per call (:func:`worker_state`), so per-instance caches of the inputs serve all of the
     call's tasks there."""
-    ctx = worker_state(token, lambda: _worker_context(directory, specs, sample_idx, invalid, refused))
+    ctx = worker_state(token, lambda: _worker_context(directory, specs, sample_idx, invalid, refused, reuse))
     ctx.restore(fitted)
     epochs = np.asarray(epochs, dtype=np.int64)
     return ctx.estimate_block(layer, epochs, ctx.store.read(layer, epochs=epochs))
 
 
-def _worker_context(directory, specs, sample_idx, invalid, refused=None) -> _Context:
+def _worker_context(directory, specs, sample_idx, invalid, refused=None, reuse=True) -> _Context:
     from .store import open_store
 
     store = open_store(directory)
@@ -333,7 +337,7 @@ def _worker_context(directory, specs, sample_idx, invalid, refused=None) -> _Con
     y = np.asarray(store.labels)
     if sample_idx is not None:
         x, y = x[sample_idx], y[sample_idx]
-    return _Context(store, x, y, [_instantiate(spec) for spec in specs], invalid, sample_idx, refused)
+    return _Context(store, x, y, [_instantiate(spec) for spec in specs], invalid, sample_idx, refused, reuse)
 
 
 # ------------------------------------------------------------------------------------------------

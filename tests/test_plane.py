@@ -520,10 +520,13 @@ def test_a_deterministic_estimator_runs_once_per_distinct_array(repeating_store,
         assert row.n_states == len(set(map(tuple, t.tolist())))
 
 
-def test_an_undeclared_estimator_runs_on_every_epoch_with_the_same_table(repeating_store):
-    est, reused = NotDeclared(), CountingPlugin()
+def test_an_undeclared_estimator_or_reuse_off_runs_on_every_epoch_with_the_same_table(repeating_store):
+    est, reused, off = NotDeclared(), CountingPlugin(), CountingPlugin()
     table = information_plane(repeating_store, est, progress=False)
     assert len(est.widths) == 2 * len(REUSE_EPOCHS)
+    every = information_plane(repeating_store, off, progress=False, reuse=False)
+    assert len(off.widths) == 2 * len(REUSE_EPOCHS)
+    pd.testing.assert_frame_equal(every, information_plane(repeating_store, CountingPlugin(), progress=False))
     other = information_plane(repeating_store, reused, progress=False)
     cols = [c for c in table.columns if c not in ("estimator", "estimator_label")]
     pd.testing.assert_frame_equal(table[cols], other[cols])
