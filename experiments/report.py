@@ -350,8 +350,11 @@ def _check_tables(analysis: Analysis) -> list[str]:
 
 
 def write_report(out, *, preset, runs, stores, plane, analysis: Analysis, figures: dict, failures,
-                 timings=None) -> pathlib.Path:
-    """Write ``out/report.md`` and return its path (figure links are relative to ``out``)."""
+                 timings=None, estimation_seconds=None) -> pathlib.Path:
+    """Write ``out/report.md`` and return its path (figure links are relative to ``out``).
+
+    ``estimation_seconds``: optional DataFrame (``model``, ``estimator``, ``stores``, ``seconds``) of
+    the estimation tasks' wall time, shown under the timings (where the estimation stage goes)."""
     out = pathlib.Path(out)
     lines = [f"# Information-plane report: preset `{preset['name']}`", "",
              f"_{preset.get('description', '')}_", "",
@@ -406,6 +409,10 @@ def write_report(out, *, preset, runs, stores, plane, analysis: Analysis, figure
     if timings:
         lines += ["## Timings", "", markdown_table(pd.DataFrame(
             [{"stage": k, "seconds": round(v, 1)} for k, v in timings.items()])), ""]
+    if estimation_seconds is not None and len(estimation_seconds):
+        lines += ["Estimation by model and estimator: the wall time of its tasks summed over the stores (tasks "
+                  "that ran in parallel workers overlap, so the sum can exceed the stage; cached estimates of "
+                  "`--resume` count as read).", "", markdown_table(estimation_seconds.round({"seconds": 1})), ""]
     lines += ["## Failures", ""]
     lines += [f"- {f}" for f in failures] if failures else ["none"]
     path = out / "report.md"

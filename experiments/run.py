@@ -309,7 +309,8 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
 
     Keys: ``out``, ``runs`` (run configs), ``stores`` (run_id -> directory), ``plane`` (DataFrame),
     ``phases`` (DataFrame or None), ``failures`` (list of strings), ``report`` (path), ``verdicts``
-    (text printed at the end), ``timings`` (seconds per stage), ``engine`` (description).
+    (text printed at the end), ``timings`` (seconds per stage), ``estimation_seconds`` (DataFrame:
+    the estimation tasks' wall time summed per model and estimator), ``engine`` (description).
     """
     import pandas as pd
 
@@ -361,14 +362,18 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
                             {"resume": resume, "jobs": inner, "progress": progress and local,
                              "subsample": subsample, "random_state": random_state, "plugins": plugins})
                  for cfg in runs if cfg["run_id"] in stores for spec in specs.get(cfg["run_id"], [])]
-        frames = []
+        frames, spent = [], []
         for outcome in engine.map(tasks, bar, local=local):
             if outcome.ok:
                 frames.append(outcome.value)
             else:
                 failures.append(f"{outcome.key}: {outcome.error}")
                 log.error("estimation failed: %s", failures[-1])
+            spent.append(outcome.seconds)
         engine_text = engine.describe()
+    estimation_seconds = _estimation_seconds(
+        [(cfg["model"]["name"], spec_label(spec)) for cfg in runs if cfg["run_id"] in stores
+         for spec in specs.get(cfg["run_id"], [])], spent)
     plane = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     if len(plane):
         plane = distinguish_parameter_sets(plane)
@@ -398,7 +403,7 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
 
     report_path = _report.write_report(out, preset=preset, runs=runs, stores=stores, plane=plane,
                                        analysis=analysis, figures=drawn, failures=failures,
-                                       timings=timings)
+                                       timings=timings, estimation_seconds=estimation_seconds)
     study_path = None
     if str(preset.get("name", "")).startswith("study") and len(plane):
         # the pre-registered decision rule (docs/study/protocol.md) over this run's plane
@@ -409,7 +414,17 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
                                                 f"--out {out / 'study'}")
     return {"out": out, "runs": runs, "stores": stores, "plane": plane, "phases": analysis.phases,
             "failures": failures, "report": report_path, "verdicts": analysis.verdict_text(),
-            "timings": timings, "engine": engine_text, "study_report": study_path}
+            "timings": timings, "estimation_seconds": estimation_seconds, "engine": engine_text,
+            "study_report": study_path}
+
+
+def _estimation_seconds(keys, seconds):
+    """Wall time of the estimation tasks summed per (model, estimator label), in task order."""
+    import pandas as pd
+
+    table = pd.DataFrame(keys, columns=["model", "estimator"]).assign(seconds=list(seconds), stores=1)
+    return (table.groupby(["model", "estimator"], sort=False, as_index=False)
+            .agg(stores=("stores", "sum"), seconds=("seconds", "sum")))
 
 
 def _setup_logging(quiet: bool) -> None:

@@ -176,6 +176,17 @@ def test_grid_identical_serial_joblib_dask(three_ways):
     assert three_ways["dask"]["engine"].startswith("dask")
 
 
+def test_estimation_time_is_broken_down_by_model_and_estimator(three_ways):
+    for name, result in three_ways.items():
+        spent = result["estimation_seconds"]
+        # tiny: dnn-tanh with binning, bnn-ste_sign with exact; two seeds (two stores) each
+        assert spent["model"].tolist() == ["dnn-tanh", "bnn-ste_sign"] and spent["stores"].tolist() == [2, 2], name
+        assert [label.split("(")[0] for label in spent["estimator"]] == ["binning", "exact"], name
+        assert (spent["seconds"] > 0).all()
+    report = (three_ways["serial"]["out"] / "report.md").read_text()
+    assert "Estimation by model and estimator" in report and "| bnn-ste_sign | exact(" in report
+
+
 def test_parallel_grid_resumes_without_recomputing(three_ways, tmp_path):
     out = three_ways["joblib"]["out"]
     stamps = {p: p.stat().st_mtime_ns for p in (out / "estimates").rglob("*.csv")}
