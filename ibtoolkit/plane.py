@@ -246,9 +246,10 @@ class _ReusedEstimates:
     (:meth:`~ibtoolkit.store.ActivationStore.block_checksums`).  An epoch whose checksum equals that
     of an earlier estimated epoch is compared with it element by element (the earlier array from
     the chunk at hand, or read again from the store), and only an exact match reuses the results:
-    for a deterministic estimator with fixed fitted values those are what a new call returns.  Only
-    results are kept (a few floats per estimated array), never arrays; a store-like object without
-    checksums, or ``store=None`` (``information_plane(..., reuse=False)``), gets no reuse.
+    for a deterministic estimator with fixed fitted values those are what a new call returns.  Kept:
+    the results (a few floats per estimated array) and the one array last read again, no others.
+    A store-like object without checksums, or ``store=None`` (``information_plane(..., reuse=False)``),
+    gets no reuse.
     """
 
     def __init__(self, store):
@@ -256,6 +257,7 @@ class _ReusedEstimates:
         self._checksums: dict[str, dict[int, int]] = {}
         self._first: dict[tuple, int] = {}       # (layer, crc) -> first valid epoch with that checksum
         self._results: dict[tuple, object] = {}  # (instance index, layer, epoch) -> EstimateResult
+        self._held: tuple = (None, None, None)   # (layer, epoch, array) last read again from the store
 
     def earlier_equal(self, layer: str, epoch: int, t: np.ndarray, epochs, acts) -> int | None:
         """An earlier epoch whose recorded array equals ``t`` (the whole recorded array of ``epoch``),
@@ -267,7 +269,12 @@ class _ReusedEstimates:
         if earlier == epoch:
             return None
         where = np.flatnonzero(np.asarray(epochs) == earlier)
-        before = acts[where[0]] if where.size else self._store.read_epoch(layer, earlier)
+        if where.size:
+            before = acts[where[0]]
+        else:  # read it again once, and keep it while the repeats go on (a stalled BNN, chunk after chunk)
+            if self._held[:2] != (layer, earlier):
+                self._held = (layer, earlier, self._store.read_epoch(layer, earlier))
+            before = self._held[2]
         return earlier if np.array_equal(before, t) else None
 
     def forget(self, layer: str, epoch: int) -> None:
