@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-__all__ = ["epoch_batches", "TrainingCheckpoint", "checkpoint_directory", "restore_checkpoint"]
+__all__ = ["epoch_batches", "TrainingCheckpoint", "checkpoint_directory", "has_checkpoint", "restore_checkpoint"]
 
 _STATE = "state.json"
 
@@ -36,6 +36,11 @@ _STATE = "state.json"
 def checkpoint_directory(out_dir, run_id: str) -> pathlib.Path:
     """``<out>/checkpoints/<run_id>``: beside the store, never inside it."""
     return pathlib.Path(out_dir) / "checkpoints" / run_id
+
+
+def has_checkpoint(out_dir, run_id: str) -> bool:
+    """Whether ``run_id`` has a checkpoint to continue from (its ``state.json`` names one)."""
+    return (checkpoint_directory(out_dir, run_id) / _STATE).is_file()
 
 
 def epoch_batches(x, y, batch_size: int, seed: int, initial_epoch: int, epochs: int):

@@ -11,8 +11,10 @@ weights ``train_run`` would build for seed s and gets its own optimizer state an
 batches come from its own seeded permutation of the rows under one Keras shuffle for the chunk, so
 its trajectory is a different (equally valid) random draw than the unstacked run of the same seed;
 see ``docs/stacking.md``.  A chunk with one run left is trained by ``train_run`` itself, and so is
-a run that ``--resume`` continues from its checkpoint (an interrupted store of the same settings);
-the other runs of the chunk start anew, stacked.  The
+a run that ``--resume`` continues from its checkpoint (an interrupted store of the same settings
+with a checkpoint, i.e. one trained alone); the other runs of the chunk start anew, stacked: a
+stacked chunk keeps no checkpoint, so a chunk killed mid-way restarts (its partial stores are moved
+to ``replaced/``, nothing is deleted).  The
 stacked training step is XLA-compiled (``jit_compile=True``), which Larq's quantizers allow.
 
 Chunk size: at most :data:`MAX_MEMBERS` members and the members' stacked training and validation
@@ -24,6 +26,7 @@ import logging
 import pathlib
 
 from experiments import training
+from experiments.resume import has_checkpoint
 
 __all__ = ["training_groups", "train_group", "MAX_MEMBERS", "MEMORY_BUDGET"]
 
@@ -82,8 +85,15 @@ def train_group(run_configs, out_dir, *, resume: bool = True, threads: int | Non
     for cfg in run_configs:
         if cfg not in todo:
             log.info("skip training %s: store complete", cfg["run_id"])
-    # an interrupted run with a checkpoint continues from it on its own (train_run); a lone run too
-    alone = [cfg for cfg, d in zip(run_configs, dirs) if cfg in todo and resume and training.continuable(d, cfg)]
+    # an interrupted run with a checkpoint continues from it on its own (train_run); a lone run too.  One
+    # without (a stacked chunk keeps none) restarts in the chunk: continued alone it would retrain from
+    # its initial weights on other batches than the stacked run recorded, one seed at a time
+    alone = [cfg for cfg, d in zip(run_configs, dirs) if cfg in todo and resume and training.continuable(d, cfg)
+             and has_checkpoint(out_dir, cfg["run_id"])]
+    for cfg, d in zip(run_configs, dirs):
+        if cfg in todo and cfg not in alone and resume and training.continuable(d, cfg):
+            log.warning("restarting %s in its stacked chunk: its store is interrupted and has no checkpoint "
+                        "(stacked chunks keep none); the partial store is moved to replaced/", cfg["run_id"])
     todo = [cfg for cfg in todo if cfg not in alone]
     if len(todo) == 1:
         alone, todo = alone + todo, []

@@ -73,3 +73,48 @@ def test_resume_keeps_complete_stacked_stores(both, monkeypatch):
                  "--no-progress", "--quiet"]) == 0
     after = {p.name: json.loads((p / "manifest.json").read_text())["created"] for p in (out / "runs").iterdir()}
     assert after == before
+
+
+def _interrupt(directory, epochs=2):
+    """Rewrite a complete store as one killed after ``epochs`` epochs (status interrupted, no checkpoint)."""
+    import shutil
+
+    from ibtoolkit.store import ActivationStore
+
+    old = open_store(directory)
+    acts = {layer: old.read(layer) for layer in old.layers}
+    first = [int(e) for e in old.epochs[:epochs]]
+    meta, x, y = old.manifest, np.array(old.inputs), np.array(old.labels)
+    shutil.rmtree(directory)
+    with ActivationStore.create(directory, inputs=x, labels=y,
+                                layers=[(name, old.widths[name]) for name in old.layers],
+                                binary=[old.binary[name] for name in old.layers], run=meta["run"],
+                                dataset=meta["dataset"], model=meta["model"]) as store:
+        for i, epoch in enumerate(first):
+            store.append(epoch, {layer: a[i] for layer, a in acts.items()})
+        store.set_status("interrupted")
+
+
+def test_resume_restarts_a_killed_stacked_chunk_stacked_and_keeps_its_partial_stores(both, tmp_path, monkeypatch):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(both["stacked"], out)
+    killed = ["tishby-dnn-tanh-s0", "tishby-dnn-tanh-s1"]
+    for run_id in killed:
+        _interrupt(out / "runs" / run_id)
+        assert training.continuable(out / "runs" / run_id, next(c for c in _runs([0, 1]) if c["run_id"] == run_id))
+    stacked = []
+    real = stacked_training._train_stacked
+    monkeypatch.setattr(stacked_training, "_train_stacked",
+                        lambda cfgs, *a, **k: (stacked.append([c["run_id"] for c in cfgs]), real(cfgs, *a, **k)))
+    monkeypatch.setattr(training, "train_run", lambda *a, **k: pytest.fail("a member continued alone"))
+    assert main(["--preset", "tiny", "--seeds", "2", "--out", str(out), "--estimator", "binning", "--resume",
+                 "--no-progress", "--quiet"]) == 0
+    assert stacked == [killed]                                  # the BNN chunk was complete: not retrained
+    for run_id in killed:
+        assert open_store(out / "runs" / run_id).status == "complete"
+        assert list(open_store(out / "runs" / run_id).epochs) == list(open_store(both["stacked"] / "runs" / run_id).epochs)
+    aside = sorted(p.name.rsplit("-", 2)[0] for p in (out / "replaced").iterdir())
+    assert aside == killed                                      # nothing recorded is lost
+    assert all(len(open_store(p).epochs) == 2 for p in (out / "replaced").iterdir())
