@@ -26,7 +26,7 @@ import logging
 import pathlib
 
 from experiments import training
-from experiments.resume import has_checkpoint
+from experiments.resume import checkpoint_directory, has_checkpoint
 
 __all__ = ["training_groups", "train_group", "MAX_MEMBERS", "MEMORY_BUDGET"]
 
@@ -86,16 +86,19 @@ def train_group(run_configs, out_dir, *, resume: bool = True, threads: int | Non
         if cfg not in todo:
             log.info("skip training %s: store complete", cfg["run_id"])
     # an interrupted run with a checkpoint continues from it on its own (train_run); a lone run too.  One
-    # without (a stacked chunk keeps none) restarts in the chunk: continued alone it would retrain from
-    # its initial weights on other batches than the stacked run recorded, one seed at a time
-    alone = [cfg for cfg, d in zip(run_configs, dirs) if cfg in todo and resume and training.continuable(d, cfg)
-             and has_checkpoint(out_dir, cfg["run_id"])]
-    for cfg, d in zip(run_configs, dirs):
-        if cfg in todo and cfg not in alone and resume and training.continuable(d, cfg):
-            log.warning("restarting %s in its stacked chunk: its store is interrupted and has no checkpoint "
-                        "(stacked chunks keep none); the partial store is moved to replaced/", cfg["run_id"])
+    # without (a stacked chunk keeps none) starts anew: continued, it would retrain from its initial weights
+    # on other batches than the stacked chunk recorded and join two trajectories in one store
+    interrupted = [cfg for cfg, d in zip(run_configs, dirs) if cfg in todo and resume and training.continuable(d, cfg)]
+    alone = [cfg for cfg in interrupted if has_checkpoint(out_dir, cfg["run_id"])]
+    anew = [cfg for cfg in interrupted if cfg not in alone]
+    for cfg in anew:
+        log.warning("restarting %s: its store is interrupted and has no checkpoint (stacked chunks keep none); "
+                    "the partial store is moved to replaced/", cfg["run_id"])
     todo = [cfg for cfg in todo if cfg not in alone]
     if len(todo) == 1:
+        if todo[0] in anew:  # train_run would continue it: make room first (moved aside, not deleted)
+            training.clear_for_new_run(dirs[run_configs.index(todo[0])],
+                                       checkpoint_directory(out_dir, todo[0]["run_id"]), out_dir, keep=True)
         alone, todo = alone + todo, []
     for cfg in alone:
         training.train_run(cfg, out_dir, resume=resume, threads=threads, verbose=verbose)
@@ -105,8 +108,6 @@ def train_group(run_configs, out_dir, *, resume: bool = True, threads: int | Non
 
 
 def _train_stacked(run_configs, out_dir, *, resume, threads, verbose) -> None:
-    from experiments.resume import checkpoint_directory
-
     for cfg in run_configs:  # as train_run makes room for a new run (a stacked chunk always starts anew)
         directory = training.run_directory(out_dir, cfg)
         training.clear_for_new_run(directory, checkpoint_directory(out_dir, cfg["run_id"]), out_dir, keep=resume)

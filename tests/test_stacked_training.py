@@ -118,3 +118,16 @@ def test_resume_restarts_a_killed_stacked_chunk_stacked_and_keeps_its_partial_st
     aside = sorted(p.name.rsplit("-", 2)[0] for p in (out / "replaced").iterdir())
     assert aside == killed                                      # nothing recorded is lost
     assert all(len(open_store(p).epochs) == 2 for p in (out / "replaced").iterdir())
+
+
+def test_resume_restarts_a_lone_member_without_checkpoint(both, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(both["stacked"], out)
+    _interrupt(out / "runs" / "tishby-dnn-tanh-s1")   # the other seed of the chunk is complete: trained alone
+    assert main(["--preset", "tiny", "--seeds", "2", "--out", str(out), "--estimator", "binning", "--resume",
+                 "--no-progress", "--quiet"]) == 0
+    store = open_store(out / "runs" / "tishby-dnn-tanh-s1")
+    assert store.status == "complete" and not [e for e in store.events if e["kind"].startswith("retrained")]
+    assert [p.name.rsplit("-", 2)[0] for p in (out / "replaced").iterdir()] == ["tishby-dnn-tanh-s1"]
