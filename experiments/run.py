@@ -357,11 +357,12 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
         # one store: estimate here, parallel over its layer x epoch chunks; several: one task per job
         local = len(stores) == 1
         inner = engine.inner_jobs if local else 1
+        run_specs = [(cfg, spec) for cfg in runs if cfg["run_id"] in stores for spec in specs.get(cfg["run_id"], [])]
         tasks = [sweep.Task("estimate", f"{cfg['run_id']} / {spec_label(spec)}", _estimate_one,
                             (str(stores[cfg["run_id"]]), spec, shared),
                             {"resume": resume, "jobs": inner, "progress": progress and local,
                              "subsample": subsample, "random_state": random_state, "plugins": plugins})
-                 for cfg in runs if cfg["run_id"] in stores for spec in specs.get(cfg["run_id"], [])]
+                 for cfg, spec in run_specs]
         frames, spent = [], []
         for outcome in engine.map(tasks, bar, local=local):
             if outcome.ok:
@@ -371,9 +372,8 @@ def run_experiment(preset: dict, out, *, estimators=None, jobs: int = 1, resume:
                 log.error("estimation failed: %s", failures[-1])
             spent.append(outcome.seconds)
         engine_text = engine.describe()
-    estimation_seconds = _estimation_seconds(
-        [(cfg["model"]["name"], spec_label(spec)) for cfg in runs if cfg["run_id"] in stores
-         for spec in specs.get(cfg["run_id"], [])], spent)
+    estimation_seconds = _estimation_seconds([(cfg["model"]["name"], spec_label(spec)) for cfg, spec in run_specs],
+                                             spent)
     plane = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     if len(plane):
         plane = distinguish_parameter_sets(plane)

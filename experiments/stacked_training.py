@@ -91,9 +91,6 @@ def train_group(run_configs, out_dir, *, resume: bool = True, threads: int | Non
     interrupted = [cfg for cfg, d in zip(run_configs, dirs) if cfg in todo and resume and training.continuable(d, cfg)]
     alone = [cfg for cfg in interrupted if has_checkpoint(out_dir, cfg["run_id"])]
     anew = [cfg for cfg in interrupted if cfg not in alone]
-    for cfg in anew:
-        log.warning("restarting %s: its store is interrupted and has no checkpoint (stacked chunks keep none); "
-                    "the partial store is moved to replaced/", cfg["run_id"])
     todo = [cfg for cfg in todo if cfg not in alone]
     if len(todo) == 1:
         if todo[0] in anew:  # train_run would continue it: make room first (moved aside, not deleted)

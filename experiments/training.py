@@ -314,7 +314,8 @@ def clear_for_new_run(directory: pathlib.Path, checkpoints: pathlib.Path, out_di
     if keep:
         aside = pathlib.Path(out_dir) / "replaced" / f"{directory.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         aside.parent.mkdir(parents=True, exist_ok=True)
-        log.warning("store %s holds another (or a diverged) run; moved to %s, training anew", directory, aside)
+        log.warning("store %s is not continued (other settings, diverged, or interrupted without a checkpoint); "
+                    "moved to %s, training anew", directory, aside)
         directory.rename(aside)
     else:
         log.info("replacing store %s", directory)

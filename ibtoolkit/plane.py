@@ -183,7 +183,8 @@ class _Context:
         self.invalid = invalid
         self.sample_idx = sample_idx
         self.fitted: list = [{} for _ in instances]  # per instance: fitted values of the layer, or the fit's error
-        self.reused = _ReusedEstimates(store if reuse else None)
+        # nothing to reuse without a deterministic instance: then no checksum is looked up, no array compared
+        self.reused = _ReusedEstimates(store if reuse and any(est.deterministic for est in instances) else None)
 
     def restore(self, fitted: list) -> None:
         """Set the fitted values of a layer (from :func:`~ibtoolkit.layer_fit.fit_layer` in the calling process)."""
