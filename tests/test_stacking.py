@@ -128,6 +128,39 @@ def test_member_is_an_ordinary_model_predicting_what_the_stack_predicts():
         np.testing.assert_allclose(member.predict(x, verbose=0), out[:, i], atol=1e-6)
 
 
+@pytest.mark.parametrize("conv", [dict(strides=2, padding="valid"), dict(dilation_rate=2, padding="same"),
+                                  dict(padding="same", pad_values=-1.0, input_quantizer="ste_sign"),
+                                  dict(strides=(1, 2), padding="same", use_bias=True, activation="tanh")])
+def test_member_convolution_outputs_and_gradients_are_each_members_own(conv):
+    import larq as lq
+
+    # TensorFlow's CPU kernels have no input gradient for dilation > 1 (alone as stacked): outputs only
+    gradients = conv.get("dilation_rate", 1) == 1
+
+    def make(seed):
+        tf.keras.utils.set_random_seed(seed)
+        return _compile(tf.keras.Sequential([tf.keras.Input((7, 7, 2)), lq.layers.QuantConv2D(3, 3, **conv),
+                                             tf.keras.layers.Flatten(), tf.keras.layers.Dense(2)], name=f"c{seed}"))
+
+    sources = [make(seed) for seed in (1, 2, 3)]
+    stacked = models.stack(sources)
+    assert stacked.path == "member-axis"
+    x = np.random.default_rng(0).normal(size=(5, 7, 7, 2)).astype(np.float32)
+    xs = tf.constant(stacked.member_data(x))
+    with tf.GradientTape() as tape:
+        out = stacked(xs)
+        loss = tf.reduce_sum(out ** 2)
+    kernel = next(v for v in stacked.trainable_variables if v.shape == (3, 3, 3, 2, 3))
+    grad = tape.gradient(loss, kernel).numpy() if gradients else None
+    for i, m in enumerate(sources):
+        with tf.GradientTape() as tape:
+            alone = m(x)
+            loss_alone = tf.reduce_sum(alone ** 2)
+        np.testing.assert_allclose(out[:, i], alone, atol=1e-5, rtol=1e-5)
+        if gradients:
+            np.testing.assert_allclose(grad[i], tape.gradient(loss_alone, m.layers[0].kernel), atol=1e-4, rtol=1e-5)
+
+
 def test_validation_and_evaluation_per_member():
     sources = _mlps("binary", n=2)
     stacked = models.stack(sources)

@@ -8,9 +8,11 @@ member s's weights are ``w[s]`` and no arithmetic ever mixes two members:
   :math:`y_{bso} = \\phi\\big(\\sum_i q_a(x)_{bsi}\\, q_k(W)_{sio} + b_{so}\\big)`, one
   ``einsum("bsi,sio->bso")``, with the input quantizer :math:`q_a` and kernel quantizer
   :math:`q_k` applied per member (:func:`~ibtoolkit.stacking.member_ops.member_map`);
-* :class:`MemberConv2D` (``Conv2D`` and ``QuantConv2D``): one grouped convolution with S groups,
-  the member axis folded into the channels (``(B, H, W, S*C)``, kernel ``(kh, kw, C, S*F)``), which
-  convolves group s with member s's kernel only;
+* :class:`MemberConv2D` (``Conv2D`` and ``QuantConv2D``): the kernels stacked ``(S, kh, kw, C, F)``
+  and quantized at once, then one ordinary convolution per member inside the layer, each member's
+  input with its own kernel only (a grouped convolution with S groups computes the same, but
+  TensorFlow's CPU kernels have no gradient for it where oneDNN is off, and XLA compiles it into much
+  slower code: ``benchmarks/bench_member_conv.py``);
 * :class:`MemberBatchNorm`: batch statistics per member and channel, over the batch (and spatial)
   axes, never across members; moving averages as Keras updates them;
 * :class:`MemberFold`: a weightless per-sample layer (pooling, padding...) applied to the members
@@ -131,7 +133,11 @@ class MemberDense(_KernelLayer):
 
 
 class MemberConv2D(_KernelLayer):
-    """``Conv2D``/``QuantConv2D`` (channels last) of S members as one convolution with S groups."""
+    """``Conv2D``/``QuantConv2D`` (channels last) of S members: one convolution per member.
+
+    :math:`y_{bs} = \phi\big(q_a(x)_{bs} \star q_k(W)_s + b_s\big)` for every member s, with the
+    quantizers applied to all members at once; member s's convolution is the very op it runs alone.
+    """
 
     def __init__(self, template, initial):
         super().__init__(template, initial)
@@ -146,28 +152,22 @@ class MemberConv2D(_KernelLayer):
         self._kernel_size = tuple(template.kernel_size)
 
     def call(self, inputs):
-        s = self.n_members
-        _, _, h, w, c = inputs.shape
-        x = member_map(self.input_quantizer, inputs, axis=1)
-        x = tf.reshape(tf.transpose(x, (0, 2, 3, 1, 4)), (-1, h, w, s * c))       # (B, H, W, S*C)
+        _, _, h, w, _ = inputs.shape
+        x = member_map(self.input_quantizer, inputs, axis=1)                       # (B, S, H, W, C)
         kernel = member_map(self.kernel_quantizer, self.kernel, axis=0)            # (S, kh, kw, C, F)
-        kh, kw = kernel.shape[1], kernel.shape[2]
-        kernel = tf.reshape(tf.transpose(kernel, (1, 2, 3, 0, 4)), (kh, kw, c, s * self.filters))
         padding = self.padding
         if self._explicit_pad:
             from larq.layers_base import _compute_padding
 
             pads = [list(_compute_padding(*args)) for args in
                     zip(self.strides, self.dilations, (h, w), self._kernel_size)]
-            x = tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=self._pad_values)
+            x = tf.pad(x, [[0, 0], [0, 0], *pads, [0, 0]], constant_values=self._pad_values)
             padding = "VALID"
-        y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=padding, dilations=self.dilations)
-        _, h2, w2, _ = y.shape
-        y = tf.reshape(y, (-1, h2, w2, s, self.filters))
+        y = tf.stack([tf.nn.conv2d(xs, ks, strides=self.strides, padding=padding, dilations=self.dilations)
+                      for xs, ks in zip(tf.unstack(x, axis=1), tf.unstack(kernel))], axis=1)
         if self.bias is not None:
-            y = y + self.bias
-        y = tf.transpose(y, (0, 3, 1, 2, 4))                                       # (B, S, H', W', F)
-        return self.activation(y) if self.activation is not None else y
+            y = y + self.bias[:, None, None, :]                                     # (S, 1, 1, F)
+        return self.activation(y) if self.activation is not None else y          # (B, S, H', W', F)
 
 
 class MemberBatchNorm(_MemberLayer):
