@@ -146,6 +146,16 @@ def coarse_family(bits: int) -> str:
     return f"5 coarse DNN, {bits}-bit (exploratory)"
 
 
+def _coarse_arm(bits: int) -> str:
+    """The ``bits``-bit tanh DNN arm of ``study-coarse``."""
+    return f"dnn-tanh-{bits}bit"
+
+
+def _shuffled(arm: str) -> str:
+    """The shuffled-label control arm of ``arm`` (the presets' ``-shuffled`` suffix)."""
+    return f"{arm}-shuffled"
+
+
 def _expected_controls(estimator: str) -> tuple:
     return CONTROLS["exact" if str(estimator).startswith("exact") else "other"]
 
@@ -174,7 +184,7 @@ def control_outcomes(traj: pd.DataFrame, dataset: str = "tishby", seed: int = 0)
                 rows.append({"control": control, "arm": arm, "estimator": est, "measured_as": label,
                              "passes": passes, "detail": detail, "layers": layers})
     for bits in COARSE_BITS:   # listed only where run: they belong to the exploratory family 5
-        arm = f"dnn-tanh-{bits}bit-shuffled"
+        arm = _shuffled(_coarse_arm(bits))
         sub = measured[measured["model"] == arm]
         for label in sorted(sub["estimator"].unique()):
             passes, detail, layers = _control_result("shuffled labels", sub[sub["estimator"] == label], rng)
@@ -274,7 +284,7 @@ def study_pairs(traj: pd.DataFrame) -> list[Pair]:
             add(_family("3 full precision", ["wide", *extra]), d, "dnn-tanh-wide", "bnn-ste_sign-bn-wide", e, ex)
         for bits in COARSE_BITS:   # exploratory (docs/study/README.md): one Holm family per bit width
             for b in bn + plain:
-                add(coarse_family(bits), d, f"dnn-tanh-{bits}bit", b, ex, ex)
+                add(coarse_family(bits), d, _coarse_arm(bits), b, ex, ex)
         for q in SIGN_QUANTIZERS:
             add("4 BatchNorm", d, f"bnn-{q}", f"bnn-{q}-bn", ex, ex, claim=False)
         for e in dnn_est:
@@ -420,7 +430,7 @@ def _qualify(outcome: str, reason: str, controls: pd.DataFrame, pair: Pair) -> t
 
 def _coarse_control(controls: pd.DataFrame, pair: Pair) -> tuple[bool | None, str]:
     """Family 5: the coarse DNN arm's own shuffled-label control under the DNN's estimator."""
-    arm = f"{pair.a}-shuffled"
+    arm = _shuffled(pair.a)
     rel = controls[(controls["control"] == COARSE_CONTROL) & (controls["arm"] == arm)
                    & (controls["estimator"] == pair.estimator_a)] if len(controls) else controls
     if rel.empty:
