@@ -26,8 +26,9 @@ DISTRIBUTED = ["dask[distributed]>=2024.1"]
 
 EXTRAS_REQUIRE = {
     "distributed": DISTRIBUTED,
-    # The suite exercises the Dask path for real, so the test extra brings Dask too.
-    "test": ["pytest>=8", "hypothesis>=6.100", *DISTRIBUTED],
+    # The suite exercises the Dask path for real, so the test extra brings Dask too; pytest-xdist runs
+    # the test files on every core (pytest.ini), since most of the suite's time is single-threaded tracing.
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", *DISTRIBUTED],
 }
 
 setup(

@@ -109,7 +109,9 @@ def test_missing_dask_is_exit_2_naming_the_extra(monkeypatch, tmp_path, capsys):
 
 def test_unreachable_scheduler_is_exit_2(monkeypatch, tmp_path, capsys):
     pytest.importorskip("distributed")
-    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", 1.0)
+    import ibtoolkit.parallel
+
+    monkeypatch.setattr(ibtoolkit.parallel, "CONNECT_TIMEOUT", 1.0)  # the engine's default, read when it starts
     with pytest.raises(SystemExit) as info:
         main(["--preset", "tiny", "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9",
               "--no-progress", "--quiet"])
