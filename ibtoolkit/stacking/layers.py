@@ -135,7 +135,7 @@ class MemberDense(_KernelLayer):
 class MemberConv2D(_KernelLayer):
     """``Conv2D``/``QuantConv2D`` (channels last) of S members: one convolution per member.
 
-    :math:`y_{bs} = \phi\big(q_a(x)_{bs} \star q_k(W)_s + b_s\big)` for every member s, with the
+    :math:`y_{bs} = \\phi\\big(q_a(x)_{bs} \\star q_k(W)_s + b_s\\big)` for every member s, with the
     quantizers applied to all members at once; member s's convolution is the very op it runs alone.
     """
 
