@@ -52,7 +52,7 @@ _BLAS_CHECK_SIZE = 1 << 16
 
 
 def all_finite(a: np.ndarray) -> bool:
-    """True when no entry of the float array ``a`` is NaN or infinite.
+    r"""True when no entry of the float array ``a`` is NaN or infinite.
 
     Small arrays: ``np.isfinite(a).all()``.  Large float32/float64 2-D arrays: the row sums
     :math:`s = a \mathbf 1` by one BLAS matrix-vector product (multi-threaded, and it allocates no
